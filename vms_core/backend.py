@@ -1,0 +1,160 @@
+"""What a backend offers: instance construction and provider operations."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from vms_core.errors import VMError
+from vms_core.instance import Capabilities, Instance
+from vms_core.states import State
+
+
+@dataclasses.dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run on this machine, and why not."""
+
+    available: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.available
+
+
+@dataclasses.dataclass(frozen=True)
+class VMInfo:
+    """One VM as the backend's tool lists it."""
+
+    name: str
+    state: State
+    #: The tool's own word for the state (e.g. tart's ``"suspended"``).
+    backend_state: str
+    running: bool
+    source: str | None = None
+    accessed: datetime.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class VMDetail:
+    """One VM's configuration as the backend's tool reports it."""
+
+    info: VMInfo
+    cpus: int | None = None
+    memory_mib: int | None = None
+    disk_gb: int | None = None
+    extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteReport:
+    """What a bulk delete did; it carries on past failures."""
+
+    deleted: list[str] = dataclasses.field(default_factory=list)
+    failures: dict[str, VMError] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded backend. Entry points in ``vms.backends`` name classes of this shape,
+    constructed with keyword options (see :func:`vms_core.options.parse_options`)."""
+
+    #: The entry-point name.
+    name: str
+
+    @property
+    def default_source(self) -> str:
+        """The image ``create_instance`` clones when no source is given."""
+        ...
+
+    @property
+    def name_prefix(self) -> str:
+        """Generated instance names start with this; provider operations filter by it."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def availability(self) -> Availability:
+        """Cheap check that the backend's tools exist here; never raises."""
+        ...
+
+    def create_instance(self, name: str | None = None, source: str | None = None) -> Instance:
+        """A new instance in state Initial; a name is generated when not given."""
+        ...
+
+    def list_vms(self, prefix: str | None = None) -> list[VMInfo]:
+        """This backend's local VMs whose names start with ``prefix`` (all when None)."""
+        ...
+
+    def get_vm(self, name: str) -> VMDetail:
+        """Details of one VM; raises NotFoundError when missing."""
+        ...
+
+    def delete_all(
+        self, prefix: str | None = None, *, stop_timeout: float | None = None
+    ) -> DeleteReport:
+        """Stop (if running) and delete every VM listed by ``list_vms(prefix)``."""
+        ...
+
+
+class BackendBase:
+    """Optional base class: options parsing, name generation and the bulk-delete loop.
+
+    Subclasses set ``name`` and ``Options`` (a dataclass; a ``name_prefix`` field is
+    honoured) and implement the :class:`Backend` methods plus ``_stop_for_delete``
+    and ``_delete_by_name`` used by :meth:`delete_all`.
+    """
+
+    name: str = ""
+    Options: type[Any]
+
+    def __init__(self, **options: Any) -> None:
+        from vms_core.options import parse_options
+
+        self.options = parse_options(self.Options, options, backend=self.name)
+
+    @property
+    def name_prefix(self) -> str:
+        prefix = getattr(self.options, "name_prefix", "vms-")
+        return str(prefix)
+
+    def new_name(self) -> str:
+        """A fresh VM name with this backend's prefix."""
+        import secrets
+
+        return f"{self.name_prefix}{secrets.token_hex(4)}"
+
+    def list_vms(self, prefix: str | None = None) -> list[VMInfo]:
+        raise NotImplementedError
+
+    def _stop_for_delete(self, name: str, stop_timeout: float | None) -> None:
+        raise NotImplementedError
+
+    def _delete_by_name(self, name: str) -> None:
+        raise NotImplementedError
+
+    def delete_all(
+        self, prefix: str | None = None, *, stop_timeout: float | None = None
+    ) -> DeleteReport:
+        report = DeleteReport()
+        for info in self.list_vms(prefix):
+            try:
+                if info.running:
+                    self._stop_for_delete(info.name, stop_timeout)
+            except VMError as err:
+                # Carry on: the delete below may still succeed, and reports the truth.
+                report.failures[info.name] = err
+            try:
+                self._delete_by_name(info.name)
+            except VMError as err:
+                report.failures[info.name] = err
+            else:
+                report.deleted.append(info.name)
+                report.failures.pop(info.name, None)
+        return report
