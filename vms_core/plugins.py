@@ -42,8 +42,7 @@ def load_backend_class(name: str) -> type[Backend]:
         if failures:
             err = failures[0]
             raise BackendNotInstalledError(
-                f"backend {name!r} is installed but failed to import: "
-                f"{type(err).__name__}: {err}"
+                f"backend {name!r} is installed but failed to import: {type(err).__name__}: {err}"
             ) from err
         installed = ", ".join(available_backends()) or "none"
         raise BackendNotInstalledError(
