@@ -1,0 +1,225 @@
+"""The ``vms`` command line: parsing, dispatch, logging and error reporting.
+
+Errors end a command with one ``vms: error: ...`` line on stderr (a traceback only
+with ``--debug``) and the exit status :mod:`vms_core.cli.exit_status` assigns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vms_core.backend import Backend
+from vms_core.cli.exit_status import ExitStatus, exit_status_for
+from vms_core.cli.inventory import delete_vms, list_vms, report_backends
+from vms_core.cli.progress import Progress
+from vms_core.cli.run import RunRequest, RunSession
+from vms_core.cli.selection import BACKEND_ENV, CONFIG_ENV, choose_backend, load_available
+from vms_core.errors import VMError
+from vms_core.render import FORMATS, render
+
+DESCRIPTION = "Drive virtual machines through one lifecycle: clone, start, exec, stop, delete."
+
+EPILOG = f"""\
+backend choice: --backend, else --config or ${CONFIG_ENV}, else ${BACKEND_ENV},
+else tart when a tart binary is on PATH, else fake (a tart simulator).
+exit statuses: 0 ok, 2 usage, 3 backend not installed or unavailable, 4 config error,
+5 VM operation failed, 6 cleanup failed, 124 timeout, 130 interrupted;
+vms run otherwise exits with the guest command's status.
+"""
+
+
+def _version() -> str:
+    from vms_core import __version__
+
+    return __version__
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    return Progress(sys.stderr, quiet=args.quiet)
+
+
+def _backend(args: argparse.Namespace, progress: Progress) -> Backend:
+    choice = choose_backend(args.backend, args.config, os.environ)
+    progress.say(choice.describe())
+    return load_available(choice)
+
+
+def _cmd_states(args: argparse.Namespace) -> int:
+    sys.stdout.write(render(args.format))
+    return ExitStatus.OK
+
+
+def _cmd_backends(args: argparse.Namespace) -> int:
+    try:
+        default: str | None = choose_backend(None, None, os.environ).describe()
+    except VMError as error:
+        default = f"none ({error})"
+    return report_backends(args.names, sys.stdout, as_json=args.json, default=default)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        args.parser.error("run needs a command, e.g. vms run -- echo hello")
+    if args.timeout is not None and args.timeout <= 0:
+        args.parser.error("--timeout must be a positive number of seconds")
+    progress = _progress(args)
+    backend = _backend(args, progress)
+    request = RunRequest(
+        command=tuple(command),
+        image=args.image,
+        name=args.name,
+        keep=args.keep,
+        timeout=args.timeout,
+    )
+    return RunSession(backend, request, progress, out=sys.stdout, err=sys.stderr).run()
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    progress = _progress(args)
+    backend = _backend(args, progress)
+    prefix = backend.name_prefix if args.prefix is None else args.prefix
+    return list_vms(backend, prefix, sys.stdout, as_json=args.json)
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    if not args.prefix:
+        args.parser.error("delete needs a non-empty --prefix (it sweeps every VM matching it)")
+    progress = _progress(args)
+    backend = _backend(args, progress)
+    return delete_vms(backend, args.prefix, progress, sys.stdout, sys.stderr)
+
+
+def _common_options(*, suppress_defaults: bool) -> argparse.ArgumentParser:
+    """--debug and --quiet, accepted before or after the subcommand."""
+    # In subcommands the defaults are suppressed, so they do not undo a flag given before.
+    default: object = argparse.SUPPRESS if suppress_defaults else False
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=default, help="log to stderr, show tracebacks"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="no progress lines"
+    )
+    return common
+
+
+def _backend_options(parser: argparse.ArgumentParser, *, config: bool) -> None:
+    parser.add_argument("--backend", metavar="NAME", help="backend to use (see: vms backends)")
+    if config:
+        parser.add_argument(
+            "--config", metavar="FILE", help=f"TOML backend config (default ${CONFIG_ENV})"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vms",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_options(suppress_defaults=False)],
+    )
+    parser.add_argument("--version", action="version", version=f"vms {_version()}")
+    common = [_common_options(suppress_defaults=True)]
+    sub = parser.add_subparsers(dest="command_name", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> Any:
+        command = sub.add_parser(name, help=help_text, description=help_text, parents=common)
+        command.set_defaults(func=func, parser=command)
+        return command
+
+    states = add("states", _cmd_states, "print the lifecycle transition table")
+    states.add_argument("--format", choices=FORMATS, default="text")
+
+    backends = add("backends", _cmd_backends, "list installed backends and whether they run here")
+    backends.add_argument("names", nargs="*", metavar="NAME", help="only these backends")
+    backends.add_argument("--json", action="store_true", help="machine-readable output")
+
+    run = add("run", _cmd_run, "run one command in a fresh VM, then remove the VM")
+    _backend_options(run, config=True)
+    run.add_argument("--image", metavar="SOURCE", help="image to clone (default: the backend's)")
+    run.add_argument("--name", metavar="NAME", help="VM name (default: generated)")
+    run.add_argument(
+        "--keep", action="store_true", help="keep the VM after the command instead of deleting it"
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="limit for clone, start and the command together (cleanup is extra)",
+    )
+    run.add_argument(
+        "command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]", help="guest command"
+    )
+
+    listing = add("list", _cmd_list, "list the backend's VMs")
+    _backend_options(listing, config=True)
+    listing.add_argument(
+        "--prefix",
+        metavar="P",
+        help="only VMs whose names start with P (default: the backend's name prefix; '' for all)",
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    delete = add("delete", _cmd_delete, "stop and delete every VM whose name starts with P")
+    _backend_options(delete, config=True)
+    delete.add_argument("--prefix", metavar="P", required=True, help="name prefix to sweep")
+    return parser
+
+
+class _OwnRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("vms_")
+
+
+def _configure_logging(*, debug: bool, quiet: bool) -> logging.Handler:
+    """Send log records to stderr; the caller removes the handler when the command ends."""
+    # The application, not the library, decides where log records go.
+    level = logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "vms: %(levelname)s %(name)s: %(message)s" if debug else "vms: %(levelname)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    if not debug:
+        # Without --debug only our own warnings show; a library's (stevedore's "Could not
+        # load") would repeat, less clearly, the one error line we print.
+        handler.addFilter(_OwnRecords())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
+
+
+def _report(error: BaseException, *, debug: bool) -> int:
+    status = exit_status_for(error)
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    if isinstance(error, KeyboardInterrupt):
+        message = "interrupted"
+    elif status is ExitStatus.INTERNAL_ERROR:
+        hint = "" if debug else " (run with --debug for the traceback)"
+        message = f"internal error: {type(error).__name__}: {error}{hint}"
+    else:
+        message = str(error) or type(error).__name__
+    sys.stderr.write(f"vms: error: {message}\n")
+    sys.stderr.flush()
+    return int(status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = _configure_logging(debug=args.debug, quiet=args.quiet)
+    try:
+        return int(args.func(args))
+    except (Exception, KeyboardInterrupt) as error:
+        return _report(error, debug=args.debug)
+    finally:
+        logging.getLogger().removeHandler(handler)
