@@ -1,0 +1,5 @@
+"""The ``vms`` command. Imported only by the console script, never by ``import vms_core``."""
+
+from vms_core.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,7 @@
+"""``python -m vms_core.cli``: the same as the ``vms`` console script."""
+
+import sys
+
+from vms_core.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,218 @@
+"""``vms run``: clone, start, exec one command, stop and delete, whatever happens.
+
+Every failure, timeout and Ctrl-C after the instance exists goes through
+:func:`_clean_up_after`, which removes the VM and says what it did before the
+error propagates to the command's error reporting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shlex
+import time
+from collections.abc import Callable
+from typing import IO
+
+from vms_core.backend import Backend
+from vms_core.cli.exit_status import guest_exit_status
+from vms_core.cli.progress import Progress
+from vms_core.errors import InvalidNameError, NotSupportedError, OperationTimeoutError, VMError
+from vms_core.instance import Instance
+from vms_core.lifecycle import cleanup
+from vms_core.states import State
+from vms_core.waiting import Clock, Deadline
+
+logger = logging.getLogger(__name__)
+
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    """What ``vms run`` was asked to do."""
+
+    command: tuple[str, ...]
+    image: str | None = None
+    name: str | None = None
+    keep: bool = False
+    #: Bounds clone, start and the command together; cleanup is not counted.
+    timeout: float | None = None
+
+
+def removal_hint(backend: Backend, name: str) -> str:
+    return f"vms delete --backend {backend.name} --prefix {shlex.quote(name)}"
+
+
+def vms_outlive_process(backend: Backend) -> bool:
+    """Whether this backend's VMs keep running after ``vms`` exits.
+
+    A backend whose VMs live inside the calling process (the in-process ``fake``)
+    sets ``vms_outlive_process = False``; every other backend's VMs are separate
+    processes (``tart run``, QEMU) that survive us.
+    """
+    return bool(getattr(backend, "vms_outlive_process", True))
+
+
+class RunSession:
+    """One ``vms run``: the instance, its progress lines and its cleanup."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        request: RunRequest,
+        progress: Progress,
+        *,
+        out: IO[str],
+        err: IO[str],
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.request = request
+        self.progress = progress
+        self.out = out
+        self.err = err
+        self.deadline = Deadline(request.timeout, clock)
+        self.instance: Instance | None = None
+        #: What the run is doing, for "interrupted during start" messages.
+        self.phase = "setup"
+
+    def run(self) -> int:
+        """The guest command's exit status (shell style), or raise what ended the run."""
+        if not self.request.command:
+            raise InvalidNameError("vms run needs a command after --, e.g. vms run -- uname -a")
+        if not self.backend.capabilities.exec:
+            raise NotSupportedError(f"backend {self.backend.name} cannot run commands in its VMs")
+        if self.request.name:
+            self._refuse_existing(self.request.name)
+        instance = self.backend.create_instance(name=self.request.name, source=self.request.image)
+        self.instance = instance
+        try:
+            source = self.request.image or self.backend.default_source
+            self._settle(f"Cloning {instance.id} from {source}", "clone", instance.clone)
+            self._settle(f"Starting {instance.id}", "start", instance.start)
+            exit_code = self._exec(instance)
+        except BaseException as error:
+            self._clean_up_after(error, instance)
+            raise
+        if self.request.keep:
+            self._keep(instance)
+        else:
+            self._tear_down(instance)
+        return guest_exit_status(exit_code)
+
+    def _refuse_existing(self, name: str) -> None:
+        # tart's clone silently replaces an existing VM; deleting it afterwards would lose it.
+        if any(info.name == name for info in self.backend.list_vms(prefix=name)):
+            raise InvalidNameError(
+                f"a VM named {name!r} already exists on backend {self.backend.name}; "
+                "choose another --name or leave it out"
+            )
+
+    def _remaining(self, what: str) -> float | None:
+        remaining = self.deadline.remaining()
+        if remaining is not None and remaining <= 0:
+            raise OperationTimeoutError(
+                f"--timeout {self.request.timeout:g}s ran out before {what}"
+            )
+        return remaining
+
+    def _settle(self, doing: str, what: str, operation: Callable[..., object]) -> None:
+        """Run one lifecycle operation as a progress step and report the state it reached."""
+        timeout = self._remaining(what)
+        self.phase = what
+        with self.progress.step(doing) as step:
+            operation(timeout=timeout)
+        assert self.instance is not None
+        self.progress.say(f"{self.instance.state()} after {step.elapsed:.1f}s")
+
+    def _exec(self, instance: Instance) -> int:
+        command, *args = self.request.command
+        timeout = self._remaining("the command")
+        self.phase = "the command"
+        self.progress.say(f"exec {shlex.join(self.request.command)}")
+        started = self.progress.total_elapsed
+        result = instance.exec(command, *args, timeout=timeout, stdout=self.out, stderr=self.err)
+        self.out.flush()
+        self.progress.say(
+            f"command exited with {result.exit_code} after "
+            f"{self.progress.total_elapsed - started:.1f}s"
+        )
+        return result.exit_code
+
+    def _tear_down(self, instance: Instance) -> None:
+        """Stop (when running) and delete, one progress step each."""
+        if instance.state() is State.RUNNING:
+            with self.progress.step(f"Stopping {instance.id}") as step:
+                try:
+                    result = instance.stop()
+                except VMError as error:
+                    # cleanup() below retries from whatever state this left and says if it can't.
+                    self.progress.say(f"stop failed: {error}")
+                else:
+                    if result.exited_on_its_own:
+                        self.progress.say(f"the VM had exited on its own ({result.exit_status})")
+                    elif result.forced:
+                        self.progress.say("the VM did not stop in time and was killed")
+            self.progress.say(f"{instance.state()} after {step.elapsed:.1f}s")
+        with self.progress.step(f"Deleting {instance.id}") as step:
+            cleanup(instance)
+        self.progress.say(
+            f"{instance.state()} after {step.elapsed:.1f}s "
+            f"(total {self.progress.total_elapsed:.1f}s)"
+        )
+
+    def _clean_up_after(self, error: BaseException, instance: Instance) -> None:
+        """Remove the VM after ``error`` and say what was done; never hides ``error``."""
+        before = instance.state()
+        what = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        self._tell(f"{what} during {self.phase} ({instance.id} is {before}); cleaning up")
+        try:
+            cleanup(instance)
+        except (VMError, KeyboardInterrupt) as cleanup_error:
+            interrupted = isinstance(cleanup_error, KeyboardInterrupt)
+            reason = "interrupted" if interrupted else str(cleanup_error)
+            self._tell(
+                f"could not clean up {instance.id} ({reason}); it may be left behind; "
+                f"remove it with: {removal_hint(self.backend, instance.id)}"
+            )
+            error.add_note(f"cleanup of {instance.id} failed: {reason}")
+            return
+        self._tell(_cleanup_summary(instance.id, before, instance.state()))
+
+    def _keep(self, instance: Instance) -> None:
+        hint = removal_hint(self.backend, instance.id)
+        if not vms_outlive_process(self.backend):
+            # Leaving it "running" would be a lie: it dies with this process.
+            if instance.state() is State.RUNNING:
+                with self.progress.step(f"Stopping {instance.id}"):
+                    instance.stop()
+            self._tell(
+                f"kept {instance.id} stopped: backend {self.backend.name} runs VMs inside "
+                f"this process, so they cannot outlive it; remove it with: {hint}"
+            )
+            return
+        ip = _ip_or_none(instance)
+        where = f" at {ip}" if ip else ""
+        self._tell(f"kept {instance.id} running{where}; remove it with: {hint}")
+
+    def _tell(self, message: str) -> None:
+        """A line the user must see even with --quiet (what happened to their VM)."""
+        self.err.write(f"vms: {message}\n")
+        self.err.flush()
+
+
+def _ip_or_none(instance: Instance) -> str | None:
+    if not instance.capabilities.ip:
+        return None
+    try:
+        return instance.properties().ip
+    except VMError as error:
+        logger.debug("no IP for %s: %s", instance.id, error)
+        return None
+
+
+def _cleanup_summary(name: str, before: State, after: State) -> str:
+    if before is State.INITIAL:
+        return f"nothing left behind: {name} had not been cloned"
+    if after is State.DELETED:
+        stopped = "stopped and " if before is State.RUNNING else ""
+        return f"{stopped}deleted {name}"
+    return f"{name} is {after} after cleanup"
