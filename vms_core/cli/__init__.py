@@ -1,5 +1,5 @@
 """The ``vms`` command. Imported only by the console script, never by ``import vms_core``."""
 
-from vms_core.cli.main import main
+from vms_core.cli.app import main
 
 __all__ = ["main"]

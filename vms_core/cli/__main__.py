@@ -2,6 +2,6 @@
 
 import sys
 
-from vms_core.cli.main import main
+from vms_core.cli.app import main
 
 sys.exit(main())

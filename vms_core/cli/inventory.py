@@ -102,7 +102,6 @@ def delete_vms(
     for name, error in report.failures.items():
         err.write(f"vms: failed to delete {name}: {error}\n")
     progress.say(
-        f"deleted {len(report.deleted)}, failed {len(report.failures)} "
-        f"after {step.elapsed:.1f}s"
+        f"deleted {len(report.deleted)}, failed {len(report.failures)} after {step.elapsed:.1f}s"
     )
     return ExitStatus.OK if report.ok else ExitStatus.VM_OPERATION_FAILED

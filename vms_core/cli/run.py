@@ -17,13 +17,20 @@ from typing import IO
 from vms_core.backend import Backend
 from vms_core.cli.exit_status import guest_exit_status
 from vms_core.cli.progress import Progress
-from vms_core.errors import InvalidNameError, NotSupportedError, OperationTimeoutError, VMError
+from vms_core.errors import (
+    CleanupError,
+    InvalidNameError,
+    NotSupportedError,
+    OperationTimeoutError,
+    VMError,
+)
 from vms_core.instance import Instance
 from vms_core.lifecycle import cleanup
 from vms_core.states import State
 from vms_core.waiting import Clock, Deadline
 
 logger = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class RunRequest:
@@ -89,13 +96,13 @@ class RunSession:
             self._settle(f"Cloning {instance.id} from {source}", "clone", instance.clone)
             self._settle(f"Starting {instance.id}", "start", instance.start)
             exit_code = self._exec(instance)
+            if self.request.keep:
+                self._keep(instance)
+            else:
+                self._tear_down(instance)
         except BaseException as error:
             self._clean_up_after(error, instance)
             raise
-        if self.request.keep:
-            self._keep(instance)
-        else:
-            self._tear_down(instance)
         return guest_exit_status(exit_code)
 
     def _refuse_existing(self, name: str) -> None:
@@ -139,6 +146,7 @@ class RunSession:
 
     def _tear_down(self, instance: Instance) -> None:
         """Stop (when running) and delete, one progress step each."""
+        self.phase = "cleanup"
         if instance.state() is State.RUNNING:
             with self.progress.step(f"Stopping {instance.id}") as step:
                 try:
@@ -161,6 +169,10 @@ class RunSession:
 
     def _clean_up_after(self, error: BaseException, instance: Instance) -> None:
         """Remove the VM after ``error`` and say what was done; never hides ``error``."""
+        if isinstance(error, CleanupError):
+            # cleanup() has just tried and said why it failed: one more try would repeat it.
+            self._tell_left_behind(instance, "cleanup failed")
+            return
         before = instance.state()
         what = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         self._tell(f"{what} during {self.phase} ({instance.id} is {before}); cleaning up")
@@ -169,15 +181,19 @@ class RunSession:
         except (VMError, KeyboardInterrupt) as cleanup_error:
             interrupted = isinstance(cleanup_error, KeyboardInterrupt)
             reason = "interrupted" if interrupted else str(cleanup_error)
-            self._tell(
-                f"could not clean up {instance.id} ({reason}); it may be left behind; "
-                f"remove it with: {removal_hint(self.backend, instance.id)}"
-            )
+            self._tell_left_behind(instance, reason)
             error.add_note(f"cleanup of {instance.id} failed: {reason}")
             return
         self._tell(_cleanup_summary(instance.id, before, instance.state()))
 
+    def _tell_left_behind(self, instance: Instance, reason: str) -> None:
+        self._tell(
+            f"could not clean up {instance.id} ({reason}); it may be left behind; "
+            f"remove it with: {removal_hint(self.backend, instance.id)}"
+        )
+
     def _keep(self, instance: Instance) -> None:
+        self.phase = "keep"
         hint = removal_hint(self.backend, instance.id)
         if not vms_outlive_process(self.backend):
             # Leaving it "running" would be a lie: it dies with this process.

@@ -1,0 +1,185 @@
+"""``vms run`` in-process against the memory backend: the lifecycle, statuses and cleanup."""
+
+from __future__ import annotations
+
+import pytest
+from kit.memory_backend import MemoryBackend, RunProcess
+
+from vms_core import OperationTimeoutError, State
+from vms_core.cli.exit_status import ExitStatus
+
+from .conftest import Vms
+
+
+def test_run_passes_output_through_and_leaves_nothing(vms: Vms, memory: MemoryBackend) -> None:
+    outcome = vms("run", "--backend", "memory", "--", "echo", "hello")
+    assert outcome.status == 0
+    assert outcome.out == "hello\n"
+    assert memory.tool.vms == {}
+    assert memory.tool.leftover_processes() == []
+    # The whole lifecycle, in order, each step on its own line.
+    steps = [line.split()[1] for line in outcome.err.splitlines()]
+    assert steps == [
+        "backend", "Cloning", "Stopped", "Starting", "Running", "exec", "command",
+        "Stopping", "Stopped", "Deleting", "Deleted",
+    ]  # fmt: skip
+
+
+def test_exit_status_is_the_guest_commands(vms: Vms, memory: MemoryBackend) -> None:
+    outcome = vms("run", "--backend", "memory", "--", "sh", "-c", "echo oops >&2; exit 3")
+    assert outcome.status == 3
+    assert "oops\n" in outcome.err
+    assert "vms: command exited with 3" in outcome.err
+    assert memory.tool.vms == {}
+
+
+def test_options_after_the_separator_belong_to_the_guest(vms: Vms, memory: MemoryBackend) -> None:
+    outcome = vms("run", "--backend", "memory", "--", "sh", "-c", 'echo "$@"', "sh", "--keep")
+    assert outcome.out == "--keep\n"
+    assert memory.tool.vms == {}
+
+
+def test_quiet_prints_only_the_guest_output(vms: Vms, memory: MemoryBackend) -> None:
+    outcome = vms("-q", "run", "--backend", "memory", "--", "echo", "hi")
+    assert (outcome.status, outcome.out, outcome.err) == (0, "hi\n", "")
+    # The flag is accepted after the subcommand too.
+    assert vms("run", "--quiet", "--backend", "memory", "--", "true").err == ""
+
+
+def test_a_missing_image_is_one_line_and_leaves_nothing(vms: Vms, memory: MemoryBackend) -> None:
+    memory.tool.fail_next("clone", "mem-bad")
+    outcome = vms(
+        "run", "--backend", "memory", "--name", "mem-bad", "--image", "nope", "--", "true"
+    )
+    assert outcome.status == ExitStatus.VM_OPERATION_FAILED
+    assert len(outcome.error_lines) == 1
+    assert "injected failure of clone" in outcome.error_lines[0]
+    assert "Traceback" not in outcome.err
+    assert "nothing left behind" in outcome.err
+    assert memory.tool.vms == {}
+
+
+def test_a_failed_start_is_cleaned_up(vms: Vms, memory: MemoryBackend) -> None:
+    memory.tool.fail_next("run", "mem-x")
+    outcome = vms("run", "--backend", "memory", "--name", "mem-x", "--", "true")
+    assert outcome.status == ExitStatus.VM_OPERATION_FAILED
+    assert "failed during start" in outcome.err
+    assert "deleted mem-x" in outcome.err
+    assert memory.tool.vms == {}
+
+
+def test_ctrl_c_during_start_cleans_up_and_says_so(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_run = memory.tool.run
+
+    def interrupted_run(name: str) -> RunProcess:
+        real_run(name).exit(0)  # the VM process began, then the user pressed Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memory.tool, "run", interrupted_run)
+    outcome = vms("run", "--backend", "memory", "--name", "mem-int", "--", "true")
+    assert outcome.status == ExitStatus.INTERRUPTED == 130
+    assert "vms: interrupted during start" in outcome.err
+    assert "deleted mem-int" in outcome.err
+    assert outcome.error_lines == ["vms: error: interrupted"]
+    assert memory.tool.vms == {}
+
+
+def test_ctrl_c_during_the_command_stops_and_deletes(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted_exec(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memory.tool, "exec", interrupted_exec)
+    outcome = vms("run", "--backend", "memory", "--name", "mem-int", "--", "sleep", "60")
+    assert outcome.status == 130
+    assert "interrupted during the command (mem-int is Running)" in outcome.err
+    assert "stopped and deleted mem-int" in outcome.err
+    assert memory.tool.vms == {}
+    assert memory.tool.leftover_processes() == []
+
+
+def test_a_timeout_exits_124_after_cleanup(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slow_exec(*_args: object) -> None:
+        raise OperationTimeoutError("timed out after 5s waiting for the command")
+
+    monkeypatch.setattr(memory.tool, "exec", slow_exec)
+    outcome = vms("run", "--backend", "memory", "--timeout", "5", "--", "sleep", "60")
+    assert outcome.status == ExitStatus.TIMEOUT == 124
+    assert outcome.error_lines == ["vms: error: timed out after 5s waiting for the command"]
+    assert memory.tool.vms == {}
+
+
+def test_the_timeout_bounds_the_steps_together(vms: Vms, memory: MemoryBackend) -> None:
+    # A timeout that has run out before a step starts fails that step without running it.
+    outcome = vms("run", "--backend", "memory", "--timeout", "1e-9", "--", "true")
+    assert outcome.status == 124
+    assert "ran out before" in outcome.error_lines[0]
+    assert memory.tool.vms == {}
+
+
+def test_a_failed_cleanup_names_the_leftover_and_how_to_remove_it(
+    vms: Vms, memory: MemoryBackend
+) -> None:
+    memory.tool.fail_next("delete", "mem-left")
+    outcome = vms("run", "--backend", "memory", "--name", "mem-left", "--", "true")
+    assert outcome.status == ExitStatus.CLEANUP_FAILED
+    assert "vms delete --backend memory --prefix mem-left" in outcome.err
+    # The hint works.
+    assert vms("delete", "--backend", "memory", "--prefix", "mem-left").status == 0
+    assert memory.tool.vms == {}
+
+
+def test_keep_leaves_the_vm_running_and_says_how_to_remove_it(
+    vms: Vms, memory: MemoryBackend
+) -> None:
+    outcome = vms("run", "--backend", "memory", "--keep", "--name", "mem-k", "--", "true")
+    assert outcome.status == 0
+    assert "kept mem-k running at 10.0.0.2" in outcome.err
+    assert "vms delete --backend memory --prefix mem-k" in outcome.err
+    assert memory.list_vms()[0].state is State.RUNNING
+    vms("delete", "--backend", "memory", "--prefix", "mem-k")
+    assert memory.tool.vms == {}
+
+
+def test_keep_on_an_in_process_backend_keeps_the_vm_stopped(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "vms_outlive_process", False, raising=False)
+    outcome = vms("run", "--backend", "memory", "--keep", "--name", "mem-k", "--", "true")
+    assert outcome.status == 0
+    assert "kept mem-k stopped" in outcome.err
+    assert "cannot outlive it" in outcome.err
+    assert [(vm.name, vm.state) for vm in memory.list_vms()] == [("mem-k", State.STOPPED)]
+
+
+def test_an_existing_name_is_refused_before_anything_runs(vms: Vms, memory: MemoryBackend) -> None:
+    memory.tool.clone("memory-image", "mem-mine")
+    commands = len(memory.tool.commands)
+    outcome = vms("run", "--backend", "memory", "--name", "mem-mine", "--", "true")
+    assert outcome.status == ExitStatus.USAGE
+    assert "already exists" in outcome.error_lines[0]
+    assert [c[0] for c in memory.tool.commands[commands:]] == ["list"]
+    assert "mem-mine" in memory.tool.vms
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--backend", "memory"], "run needs a command"),
+        (["run", "--backend", "memory", "--"], "run needs a command"),
+        (["run", "--backend", "memory", "--timeout", "0", "--", "true"], "--timeout must be"),
+        (["run", "--backend", "memory", "--timeout", "soon", "--", "true"], "invalid float"),
+    ],
+)
+def test_usage_errors_exit_2(
+    vms: Vms, memory: MemoryBackend, argv: list[str], message: str
+) -> None:
+    outcome = vms(*argv)
+    assert outcome.status == ExitStatus.USAGE
+    assert message in outcome.err
+    assert memory.tool.commands == []
