@@ -1,0 +1,43 @@
+"""Validation of VM names and image sources before any tart command sees them.
+
+tart has no character whitelist for local names; these are the strings it would
+misread: an empty name, one containing ``/`` (tart takes it for a registry
+reference, or refuses it as a new name), and one starting with ``-`` (parsed as
+an option).
+"""
+
+from __future__ import annotations
+
+from vms_core.errors import InvalidNameError
+
+
+def _common_problem(value: str) -> str | None:
+    if not value:
+        return "is empty"
+    if value != value.strip():
+        return "has leading or trailing white space"
+    if value.startswith("-"):
+        return "starts with '-' (tart would read it as an option)"
+    if any(ord(char) < 32 for char in value):
+        return "contains control characters"
+    return None
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if tart would read it as the local VM name meant; else raise."""
+    problem = _common_problem(name)
+    if problem is None and "/" in name:
+        problem = "contains '/' (tart would read it as a registry reference)"
+    if problem is not None:
+        raise InvalidNameError(f"invalid VM name {name!r}: it {problem}")
+    return name
+
+
+def validate_source(source: str) -> str:
+    """Return ``source`` (a local VM name or a registry reference) if usable; else raise."""
+    problem = _common_problem(source)
+    if problem is None and (source.startswith("/") or source.endswith("/") or "//" in source):
+        problem = "is neither a local VM name nor a registry reference"
+    if problem is not None:
+        raise InvalidNameError(f"invalid image source {source!r}: it {problem}")
+    return source
