@@ -29,6 +29,19 @@ class Outcome:
 Vms = Callable[..., Outcome]
 
 
+@pytest.fixture(autouse=True)
+def fresh_entry_point_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give each test its own view of installed plugins.
+
+    stevedore caches entry points per namespace on a class attribute for the life of
+    the process; without this, a test that installs a throwaway plugin would not see
+    it, and the plugins loaded here would stay cached for other test modules.
+    """
+    from stevedore.extension import ExtensionManager
+
+    monkeypatch.setattr(ExtensionManager, "ENTRY_POINT_CACHE", {})
+
+
 @pytest.fixture
 def memory(monkeypatch: pytest.MonkeyPatch) -> MemoryBackend:
     """The backend ``--backend memory`` loads in this test (one instance, state kept)."""

@@ -1,0 +1,92 @@
+"""The command as a whole: version, states, error lines, --debug, exit statuses."""
+
+from __future__ import annotations
+
+import pytest
+from kit.memory_backend import MemoryBackend
+
+from vms_core import (
+    BackendNotInstalledError,
+    BackendUnavailableError,
+    CleanupError,
+    ConfigError,
+    InvalidNameError,
+    NotFoundError,
+    OperationTimeoutError,
+    State,
+)
+from vms_core.cli.exit_status import ExitStatus, exit_status_for, guest_exit_status
+from vms_core.render import render
+
+from .conftest import Vms
+
+
+def test_version(vms: Vms) -> None:
+    from vms_core import __version__
+
+    outcome = vms("--version")
+    assert (outcome.status, outcome.out) == (0, f"vms {__version__}\n")
+
+
+@pytest.mark.parametrize("fmt", ["text", "mermaid", "dot"])
+def test_states_prints_the_rendered_table(vms: Vms, fmt: str) -> None:
+    assert vms("states", "--format", fmt).out == render(fmt)
+
+
+def test_an_unknown_backend_is_one_line_and_status_3(vms: Vms) -> None:
+    outcome = vms("run", "--backend", "nope", "--", "true")
+    assert outcome.status == ExitStatus.BACKEND_UNAVAILABLE == 3
+    assert outcome.error_lines == [
+        "vms: error: no backend named 'nope'; installed backends: fake, qemu, tart"
+    ]
+    assert "Traceback" not in outcome.err
+
+
+def test_a_bad_config_file_is_status_4(vms: Vms, tmp_path: pytest.TempPathFactory) -> None:
+    outcome = vms("list", "--config", "/nonexistent/vms.toml")
+    assert outcome.status == ExitStatus.CONFIG == 4
+    assert outcome.error_lines == ["vms: error: config file '/nonexistent/vms.toml' does not exist"]
+
+
+def test_debug_adds_the_traceback_and_log_records(vms: Vms) -> None:
+    outcome = vms("--debug", "run", "--backend", "nope", "--", "true")
+    assert outcome.status == 3
+    assert "Traceback (most recent call last)" in outcome.err
+    assert outcome.err.rstrip().endswith("installed backends: fake, qemu, tart")
+
+
+def test_an_internal_error_says_so_and_exits_1(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_list() -> dict[str, str]:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(memory.tool, "list", broken_list)
+    outcome = vms("list", "--backend", "memory")
+    assert outcome.status == ExitStatus.INTERNAL_ERROR
+    assert outcome.error_lines == [
+        "vms: error: internal error: TypeError: a bug (run with --debug for the traceback)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (KeyboardInterrupt(), 130),
+        (BackendNotInstalledError("x"), 3),
+        (BackendUnavailableError("x"), 3),
+        (InvalidNameError("x"), 2),
+        (ConfigError("x"), 4),
+        (CleanupError("x", State.STOPPED), 6),
+        (OperationTimeoutError("x"), 124),
+        (NotFoundError("x"), 5),
+        (ValueError("x"), 1),
+    ],
+)
+def test_each_error_has_its_documented_status(error: BaseException, status: int) -> None:
+    assert exit_status_for(error) == status
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (3, 3), (-9, 137), (-2, 130), (300, 255)])
+def test_guest_exit_codes_become_shell_statuses(code: int, status: int) -> None:
+    assert guest_exit_status(code) == status

@@ -1,0 +1,66 @@
+"""Progress lines: the same transcript on a pipe and a terminal, a spinner only on a terminal."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from vms_core.cli.progress import ERASE_LINE, Progress
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def ticking_clock(step: float = 0.5) -> Callable[[], float]:
+    """Each reading is ``step`` seconds after the previous one."""
+    ticks = itertools.count()
+    return lambda: next(ticks) * step
+
+
+def test_plain_lines_with_the_step_duration() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream, clock=ticking_clock())
+    assert not progress.live
+    with progress.step("Starting vm-1") as step:
+        pass
+    progress.say(f"Running after {step.elapsed:.1f}s")  # one tick after the step began
+    assert stream.getvalue() == "vms: Starting vm-1\nvms: Running after 0.5s\n"
+
+
+def test_quiet_writes_nothing() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream, quiet=True)
+    with progress.step("Starting vm-1"):
+        progress.say("Running")
+    assert stream.getvalue() == ""
+
+
+def test_a_terminal_gets_a_spinner_that_is_erased_for_the_plain_line() -> None:
+    stream = Terminal()
+    progress = Progress(stream, interval=60)
+    assert progress.live
+    with progress.step("Starting vm-1"):
+        pass
+    text = stream.getvalue()
+    # At least the first frame was drawn (with the running time), then replaced by the line.
+    assert text.startswith(f"{ERASE_LINE}| Starting vm-1 ")
+    assert text.endswith(f"{ERASE_LINE}vms: Starting vm-1\n")
+
+
+def test_the_spinner_stops_when_the_step_fails() -> None:
+    stream = Terminal()
+    progress = Progress(stream, interval=60)
+    with pytest.raises(RuntimeError), progress.step("Cloning vm-1"):
+        raise RuntimeError("clone failed")
+    assert stream.getvalue().endswith("vms: Cloning vm-1\n")
+
+
+def test_a_broken_stderr_does_not_fail_the_work() -> None:
+    stream = io.StringIO()
+    stream.close()
+    Progress(stream).say("Running")  # no exception
