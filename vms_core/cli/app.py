@@ -7,11 +7,14 @@ with ``--debug``) and the exit status :mod:`vms_core.cli.exit_status` assigns.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from vms_core.backend import Backend
@@ -80,7 +83,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         keep=args.keep,
         timeout=args.timeout,
     )
-    return RunSession(backend, request, progress, out=sys.stdout, err=sys.stderr).run()
+    session = RunSession(backend, request, progress, out=sys.stdout, err=sys.stderr)
+    with _sigterm_as_interrupt():
+        return session.run()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a CI job's timeout, ``kill``) like Ctrl-C, so the VM is cleaned up."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (e.g. main() called from a test thread)
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -203,7 +225,7 @@ def _report(error: BaseException, *, debug: bool) -> int:
     if debug:
         traceback.print_exception(error, file=sys.stderr)
     if isinstance(error, KeyboardInterrupt):
-        message = "interrupted"
+        message = f"interrupted by {error}" if str(error) else "interrupted"
     elif status is ExitStatus.INTERNAL_ERROR:
         hint = "" if debug else " (run with --debug for the traceback)"
         message = f"internal error: {type(error).__name__}: {error}{hint}"
