@@ -1,0 +1,223 @@
+"""One VM's directory: its files, its JSON metadata, and its state as seen from disk.
+
+Everything another process needs to list, inspect, stop or delete a VM is here:
+``vm.json`` (how it was cloned and how to boot it), ``qemu.pid`` (QEMU's ``-pidfile``)
+and ``suspend.state`` (present exactly while the VM is suspended).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vms_core.errors import InvalidNameError, NotFoundError, VMError
+from vms_core.states import State
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: sun_path holds 108 bytes; longer socket paths go to a short directory under /tmp.
+_SOCKET_PATH_LIMIT = 100
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise InvalidNameError(
+            f"invalid VM name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class MetadataError(VMError):
+    """A VM directory's ``vm.json`` is missing or unreadable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VMMetadata:
+    """How a VM was cloned and how to boot it; written once by clone."""
+
+    name: str
+    source: str
+    disk: str
+    backing: str
+    kernel: str | None
+    initrd: str | None
+    kernel_args: str | None
+    memory: int
+    cpus: int
+    forwards: tuple[str, ...] = ()
+    created: str = ""
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["forwards"] = list(self.forwards)
+        return json.dumps(data, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> VMMetadata:
+        data: dict[str, Any] = json.loads(text)
+        fields = {field.name for field in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in fields}
+        values["forwards"] = tuple(values.get("forwards", ()))
+        return cls(**values)
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+class VMDirectory:
+    """Paths and on-disk facts of the VM ``name`` under ``root``."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = root
+        self.name = validate_name(name)
+        self.path = root / name
+
+    @property
+    def metadata_file(self) -> Path:
+        return self.path / "vm.json"
+
+    @property
+    def disk(self) -> Path:
+        return self.path / "disk.qcow2"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.path / "qemu.pid"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.path / "qemu.log"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.path / "serial.log"
+
+    @property
+    def suspend_state(self) -> Path:
+        return self.path / "suspend.state"
+
+    @property
+    def partial_suspend_state(self) -> Path:
+        return self.path / "suspend.state.partial"
+
+    @property
+    def socket_dir(self) -> Path:
+        if len(str(self.path / "qmp.sock")) <= _SOCKET_PATH_LIMIT:
+            return self.path
+        digest = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"vms-qemu-{os.getuid()}" / digest
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.socket_dir / "qmp.sock"
+
+    @property
+    def agent_socket(self) -> Path:
+        return self.socket_dir / "qga.sock"
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def create(self) -> None:
+        """Make the directory; an existing VM of that name is an error."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir()
+        except FileExistsError:
+            raise InvalidNameError(
+                f"a QEMU VM named {self.name!r} already exists in {self.root}"
+            ) from None
+
+    def prepare_sockets(self) -> None:
+        self.socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for socket_path in (self.qmp_socket, self.agent_socket):
+            socket_path.unlink(missing_ok=True)
+
+    def write_metadata(self, metadata: VMMetadata) -> None:
+        staging = self.metadata_file.with_suffix(".json.tmp")
+        staging.write_text(metadata.to_json())
+        staging.replace(self.metadata_file)  # atomic: readers see all of it or nothing
+
+    def read_metadata(self) -> VMMetadata:
+        try:
+            return VMMetadata.from_json(self.metadata_file.read_text())
+        except FileNotFoundError:
+            if not self.exists():
+                raise NotFoundError(f"no QEMU VM named {self.name!r} in {self.root}") from None
+            raise MetadataError(f"{self.metadata_file} is missing (incomplete clone)") from None
+        except (ValueError, TypeError) as err:
+            raise MetadataError(f"{self.metadata_file} is unreadable: {err}") from err
+
+    def running_pid(self) -> int | None:
+        """QEMU's pid if a QEMU process of this VM is alive (verified by its command line)."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if self.owns_process(pid) else None
+
+    def owns_process(self, pid: int) -> bool:
+        """True when ``pid`` is a live QEMU started with this VM's pidfile (not a recycled pid)."""
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            status = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        if status.rpartition(")")[2].split()[:1] == ["Z"]:  # a zombie is not running
+            return False
+        wanted = os.fsencode(self.pidfile)
+        return any(a == b"-pidfile" and b == wanted for a, b in itertools.pairwise(argv))
+
+    def on_disk_state(self) -> tuple[State, str]:
+        """(state, word) as any process can derive it: running, suspended, stopped."""
+        if not self.metadata_file.is_file():
+            return State.ERROR_UNKNOWN, "incomplete"
+        if self.running_pid() is not None:
+            return State.RUNNING, "running"
+        if self.suspend_state.is_file():
+            return State.SUSPENDED, "suspended"
+        return State.STOPPED, "stopped"
+
+    def clear_runtime_files(self) -> None:
+        """Files of a QEMU run that has ended (QEMU removes most itself on a clean exit)."""
+        for stale in (self.pidfile, self.qmp_socket, self.agent_socket,
+                      self.partial_suspend_state):
+            stale.unlink(missing_ok=True)
+        if self.socket_dir != self.path:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def remove(self) -> None:
+        """Delete every file of this VM."""
+        if self.socket_dir != self.path:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.path.exists():
+            raise VMError(f"could not remove {self.path}")
+
+
+def list_directories(root: Path, prefix: str | None = None) -> list[VMDirectory]:
+    """The VM directories under ``root`` whose names start with ``prefix``, sorted by name."""
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir() or (prefix and not entry.name.startswith(prefix)):
+            continue
+        try:
+            found.append(VMDirectory(root, entry.name))
+        except InvalidNameError:
+            continue  # not one of ours
+    return found
