@@ -503,12 +503,3 @@ def test_spawn_failure_reverts_the_state() -> None:
     with pytest.raises(BackendUnavailableError):
         instance.start()
     assert instance.state() is State.STOPPED
-
-
-def test_exit_status_of_the_scripted_process_is_what_wait_returns() -> None:
-    # Sanity of the double itself: wait on a live process advances virtual time only.
-    runner = ScriptedRunner()
-    runner.add_vm("vm1")
-    process: ScriptedProcess = runner.spawn(RUN)
-    before = runner.now
-    assert process.wait(2.0) is None and runner.now == before + 2.0

@@ -34,9 +34,7 @@ def dead(pid: int) -> bool:
 def test_run_captures_output_exit_code_and_tees_live() -> None:
     runner = SubprocessRunner("sh")
     tee_out, tee_err = io.StringIO(), io.StringIO()
-    result = runner.run(
-        ["-c", "echo out; echo err >&2; exit 3"], stdout=tee_out, stderr=tee_err
-    )
+    result = runner.run(["-c", "echo out; echo err >&2; exit 3"], stdout=tee_out, stderr=tee_err)
     assert result.argv == ("sh", "-c", "echo out; echo err >&2; exit 3")
     assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
     assert tee_out.getvalue() == "out\n" and tee_err.getvalue() == "err\n"
