@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,7 +150,7 @@ def test_default_run_options_follow_the_os() -> None:
         {"run_options": "--no-graphics"},
     ],
 )
-def test_bad_options_are_config_errors(options: dict[str, object]) -> None:
+def test_bad_options_are_config_errors(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         TartBackend(**options)
 
