@@ -1,0 +1,56 @@
+"""The state machine passes a correct backend, follows the table, and prints replayable programs."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import pytest
+from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
+
+import vms_core.states
+from vms_core import Action, State
+from vms_core.testing import InstanceStateMachine
+from vms_core.testing.profiles import examples
+from vms_core.testing.statemachine import legal_after_failure
+
+from .memory_backend import MemoryBackend, memory_harness
+
+TestMemoryMachine = InstanceStateMachine.configure(memory_harness, name="MemoryMachine").TestCase
+
+TestUnsuspendableMemoryMachine = InstanceStateMachine.configure(
+    lambda: memory_harness(suspendable=False),
+    name="UnsuspendableMemoryMachine",
+    max_examples=examples(0.2),
+).TestCase
+
+# Without any hook the machine still checks the table, the tool's view and cleanup.
+TestBareBackendMachine = InstanceStateMachine.configure(
+    MemoryBackend, name="BareBackendMachine", max_examples=examples(0.2)
+).TestCase
+
+
+def test_an_unconfigured_machine_says_how_to_configure_it() -> None:
+    with pytest.raises(TypeError, match="configure"):
+        InstanceStateMachine()
+
+
+def test_changing_the_table_changes_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Allow Delete from Running: the model now expects it to work, the tool refuses.
+    table = dict(vms_core.states.TRANSITIONS)
+    table[(State.RUNNING, Action.DELETE)] = State.DELETING
+    monkeypatch.setattr(vms_core.states, "TRANSITIONS", MappingProxyType(table))
+    machine = InstanceStateMachine.configure(memory_harness, name="EditedTable")
+    quick = settings(max_examples=200, deadline=None, database=None, derandomize=True)
+    with pytest.raises(AssertionError, match="Delete from Running failed"):
+        run_state_machine_as_test(machine, settings=quick)
+
+
+def test_legal_states_after_a_failure() -> None:
+    assert legal_after_failure(State.DELETED, Action.CLONE) == {
+        State.DELETED, State.STOPPED, State.ERROR_UNKNOWN,
+    }  # fmt: skip
+    assert legal_after_failure(State.SUSPENDED, Action.START) == {
+        State.SUSPENDED, State.RUNNING, State.STOPPED, State.ERROR_UNKNOWN,
+    }  # fmt: skip
+    assert State.INITIAL not in legal_after_failure(State.DELETED, Action.CLONE)

@@ -1,0 +1,69 @@
+"""The testing kit: a conformance suite, a hypothesis state machine and a pytest plugin.
+
+Shipped so that backend authors, and libraries coding against ``vms_core``, can
+test with the tools this project tests itself with. Needs the ``testing`` extra
+(hypothesis, pytest). Names are imported lazily: importing this package (which
+every pytest run does, through the plugin) costs nothing.
+
+- :class:`Harness`, :class:`FaultInjector` (``vms_core.testing.harness``): what
+  the kit knows about a backend under test.
+- :func:`run_conformance`, :class:`ConformanceTests` (``.conformance``).
+- :class:`InstanceStateMachine` (``.statemachine``).
+- profiles for hypothesis (``.profiles``), the pytest plugin (``.plugin``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vms_core.testing.conformance import ConformanceTests, run_conformance
+    from vms_core.testing.harness import (
+        DELAY,
+        DIE,
+        FAIL,
+        FaultInjector,
+        Harness,
+        HarnessFactory,
+        as_harness,
+        child_processes,
+    )
+    from vms_core.testing.statemachine import InstanceStateMachine
+
+_EXPORTS = {
+    "DELAY": "harness",
+    "DIE": "harness",
+    "FAIL": "harness",
+    "FaultInjector": "harness",
+    "Harness": "harness",
+    "HarnessFactory": "harness",
+    "as_harness": "harness",
+    "child_processes": "harness",
+    "ConformanceTests": "conformance",
+    "run_conformance": "conformance",
+    "InstanceStateMachine": "statemachine",
+}
+
+__all__ = [
+    "DELAY",
+    "DIE",
+    "FAIL",
+    "ConformanceTests",
+    "FaultInjector",
+    "Harness",
+    "HarnessFactory",
+    "InstanceStateMachine",
+    "as_harness",
+    "child_processes",
+    "run_conformance",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

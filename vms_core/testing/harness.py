@@ -1,0 +1,193 @@
+"""What the kit needs to know about a backend under test, beyond the ``Backend`` protocol.
+
+A :class:`Harness` bundles a loaded backend with optional hooks the kit uses when
+they exist: fault injection (environment events), a command counter (to prove a
+refused operation runs nothing), an observer (the underlying tool's own view of a
+VM) and a process census (to prove nothing is left behind). A plain ``Backend``
+is enough: :func:`as_harness` fills in what can be derived from it.
+
+This module imports neither hypothesis nor pytest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from vms_core.backend import Backend
+from vms_core.instance import Instance
+from vms_core.states import Action, State
+
+#: Environment events a :class:`FaultInjector` may support (its ``kinds``).
+DIE = "die"
+FAIL = "fail"
+DELAY = "delay"
+
+
+@runtime_checkable
+class FaultInjector(Protocol):
+    """Makes things go wrong for one VM, the way they do in the field.
+
+    ``kinds`` says which of :data:`DIE`, :data:`FAIL` and :data:`DELAY` work; the
+    kit only calls the methods for those.
+    """
+
+    @property
+    def kinds(self) -> frozenset[str]: ...
+
+    def kill_vm(self, name: str) -> None:
+        """Make the VM's own process exit as if it crashed; return once it has exited."""
+        ...
+
+    def fail_next(self, name: str, action: Action) -> None:
+        """Make the next tool command that carries out ``action`` for ``name`` fail."""
+        ...
+
+    def delay(self, name: str, seconds: float) -> None:
+        """Make ``name``'s next commands slower by ``seconds`` (on the backend's clock)."""
+        ...
+
+    def clear(self, name: str) -> None:
+        """Disarm whatever is still pending for ``name``."""
+        ...
+
+
+#: The number of tool commands the backend has issued so far (monotonic).
+CommandCounter = Callable[[], int]
+
+#: The tool's own view of the VM ``name``: its state, or None when no such VM exists.
+Observer = Callable[[str], State | None]
+
+#: Descriptions of processes the backend left behind (empty when clean).
+ProcessCensus = Callable[[], list[str]]
+
+
+@dataclasses.dataclass
+class Harness:
+    """A backend under test plus the optional hooks the kit's checks use."""
+
+    backend: Backend
+    faults: FaultInjector | None = None
+    commands: CommandCounter | None = None
+    #: Defaults to the backend's own ``list_vms`` (for tart: ``tart list``).
+    observe: Observer | None = None
+    #: Defaults to :func:`child_processes` (this process's children, Linux only).
+    leftover_processes: ProcessCensus | None = None
+    #: Passed as ``timeout=`` to every operation (None: the backend's defaults).
+    timeout: float | None = None
+    #: Releases what the factory set up (temporary homes, ...).
+    close: Callable[[], None] = lambda: None
+
+    def __post_init__(self) -> None:
+        if self.observe is None:
+            self.observe = observe_by_listing(self.backend)
+        if self.leftover_processes is None:
+            self.leftover_processes = child_processes
+
+    def fault_kinds(self) -> frozenset[str]:
+        return self.faults.kinds if self.faults is not None else frozenset()
+
+    def commands_issued(self) -> int | None:
+        """The command count, or None when this backend cannot count commands."""
+        return self.commands() if self.commands is not None else None
+
+
+#: What the kit is given: anything that makes a fresh backend or harness per call.
+HarnessFactory = Callable[[], "Harness | Backend"]
+
+
+def as_harness(made: Harness | Backend) -> Harness:
+    """Wrap a bare backend in a :class:`Harness` with the derived hooks."""
+    return made if isinstance(made, Harness) else Harness(made)
+
+
+def observe_by_listing(backend: Backend) -> Observer:
+    """An observer that asks the backend to list its VMs (the tool's view)."""
+
+    def observe(name: str) -> State | None:
+        for info in backend.list_vms(name):
+            if info.name == name:
+                return info.state
+        return None
+
+    return observe
+
+
+def child_processes(pid: int | None = None) -> list[str]:
+    """Live or unreaped (zombie) children of ``pid`` (default: this process).
+
+    Reads ``/proc``; returns an empty list where there is no ``/proc``.
+    """
+    pid = os.getpid() if pid is None else pid
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue  # exited meanwhile
+        # "pid (comm) state ppid ...": comm may contain spaces and parentheses.
+        comm_end = stat.rfind(")")
+        fields = stat[comm_end + 2 :].split()
+        if len(fields) >= 2 and fields[1] == str(pid):
+            comm = stat[stat.find("(") + 1 : comm_end]
+            found.append(f"pid {entry} ({comm}, state {fields[0]})")
+    return found
+
+
+class KitFailure(AssertionError):
+    """A backend broke the contract the kit checks."""
+
+
+def expect(condition: bool, message: str) -> None:
+    """Raise :class:`KitFailure` with ``message`` unless ``condition`` (survives ``-O``)."""
+    if not condition:
+        raise KitFailure(message)
+
+
+def perform(instance: Instance, action: Action, timeout: float | None) -> object:
+    """Ask ``instance`` for ``action`` through its method of the same name."""
+    if action is Action.NONE:
+        raise ValueError("Action.NONE is the waiting no-op, not an operation")
+    method: Callable[..., object] = getattr(instance, action.name.lower())
+    return method(timeout=timeout)
+
+
+def absent_in(state: State) -> bool:
+    """True for the states in which the tool must not know the VM at all."""
+    return state in (State.INITIAL, State.DELETED)
+
+
+def check_observed(harness: Harness, instance: Instance, reported: State) -> None:
+    """The tool's own view of ``instance`` agrees with the ``reported`` stable state."""
+    if harness.observe is None or reported is State.ERROR_UNKNOWN or reported.is_transient:
+        return  # ErrorUnknown means "the backend does not know": nothing to agree with
+    observed = harness.observe(instance.id)
+    if absent_in(reported):
+        expect(
+            observed is None,
+            f"{instance.id} is {reported} but the tool still lists it as {observed}",
+        )
+    else:
+        expect(
+            observed is reported,
+            f"{instance.id} is reported {reported} but the tool says "
+            f"{'it does not exist' if observed is None else observed}",
+        )
+
+
+def check_nothing_left(harness: Harness, instance: Instance) -> None:
+    """After cleanup: the instance is gone (or was never cloned), no VM, no process."""
+    state = instance.state()
+    expect(absent_in(state), f"{instance.id} is {state} after cleanup, want Deleted or Initial")
+    check_observed(harness, instance, state)
+    leftovers = harness.leftover_processes() if harness.leftover_processes else []
+    expect(not leftovers, f"processes left behind by {instance.id}: {', '.join(leftovers)}")

@@ -1,0 +1,68 @@
+"""Hypothesis profiles for VM tests, chosen by the ``VMS_HYPOTHESIS_PROFILE`` variable.
+
+- ``ci`` (the default): several hundred programs, derandomized so a CI failure
+  reproduces on every run, no example database written;
+- ``quick``: a smoke run while editing;
+- ``thorough``: thousands of longer random programs, for a night's soak.
+
+Size runs against slow targets with :func:`examples` (a share of the profile's
+count), so one variable scales every target together.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+from vms_core.errors import ConfigError
+
+PROFILE_ENV = "VMS_HYPOTHESIS_PROFILE"
+DEFAULT_PROFILE = "ci"
+
+_PROFILES = {
+    "ci": settings(
+        max_examples=300,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    ),
+    "quick": settings(max_examples=30, deadline=None, database=None),
+    "thorough": settings(
+        max_examples=5000,
+        stateful_step_count=100,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    ),
+}
+
+
+def profile_name(short: str) -> str:
+    """The registered name of one of this module's profiles (they are namespaced)."""
+    return f"vms-{short}"
+
+
+def register_profiles() -> None:
+    for short, profile in _PROFILES.items():
+        settings.register_profile(profile_name(short), profile)
+
+
+def load_profile(short: str | None = None) -> str:
+    """Register and load ``short`` (default: ``$VMS_HYPOTHESIS_PROFILE`` or ``ci``)."""
+    short = short or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    if short not in _PROFILES:
+        raise ConfigError(
+            f"{PROFILE_ENV}={short!r} is not a profile; choose one of {', '.join(_PROFILES)}"
+        )
+    register_profiles()
+    settings.load_profile(profile_name(short))
+    return short
+
+
+def examples(share: float) -> int:
+    """``share`` of the current profile's ``max_examples``, at least one."""
+    current = settings.default
+    count = current.max_examples if current is not None else settings().max_examples
+    return max(1, round(count * share))
