@@ -2,4 +2,7 @@
 
 from vms_core.testing.profiles import load_profile
 
+# pytester runs the vms pytest plugin in inner sessions (tests/kit/test_plugin.py).
+pytest_plugins = ["pytester"]
+
 load_profile()
