@@ -1,0 +1,214 @@
+"""The simulator behind the ``TartRunner`` interface, without processes.
+
+The same command implementation as the ``fake-tart`` executable, called directly. A
+``run`` is a :class:`VMRun` object holding a real (OFD) lock on ``config.json``, so
+``fake-tart`` processes see it running too; signals are method calls, handled at once.
+
+By default time is virtual: boot and IP delays are zero, and waits (``ip``'s 1 s
+retry, ``stop``'s polling, :meth:`InProcessRunner.sleep`) cost no wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from vms_core.backend import Availability
+from vms_core.errors import OperationTimeoutError
+from vms_fake.clock import Clock, RealClock, VirtualClock
+from vms_fake.commands import CommandTimedOut, Session, execute, prepare_run
+from vms_fake.faults import IN_PROCESS_TIMING, FaultPlan, Timing
+from vms_fake.grammar import TartFailure
+from vms_fake.vmrun import VMRun
+from vms_fake.world import TartHome, default_home
+from vms_tart.runner import CommandResult
+
+OUTPUT_TAIL_CHARS = 1024
+
+
+class InProcessRun:
+    """A spawned ``run`` living in this process (the ``RunProcess`` interface)."""
+
+    def __init__(self, argv: tuple[str, ...], clock: Clock) -> None:
+        self._argv = argv
+        self._clock = clock
+        self._run: VMRun | None = None
+        self._early_exit: int | None = None
+        self._output: list[str] = []
+        self._output_lock = threading.Lock()
+
+    # -- wiring ------------------------------------------------------------------------
+
+    def emit(self, _stream: str, text: str) -> None:
+        with self._output_lock:
+            self._output.append(text)
+            if sum(len(t) for t in self._output) > 4 * OUTPUT_TAIL_CHARS:
+                self._output = ["".join(self._output)[-OUTPUT_TAIL_CHARS:]]
+
+    def attach(self, run: VMRun) -> None:
+        self._run = run
+
+    def finish_early(self, failure: TartFailure) -> None:
+        """The command ended before a VM ran (bad arguments, already running, ...)."""
+        self._run = None
+        outcome = failure.outcome()
+        self.emit("stdout", outcome.stdout)
+        self.emit("stderr", outcome.stderr)
+        self._early_exit = outcome.exit_code
+
+    # -- RunProcess --------------------------------------------------------------------
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return self._argv
+
+    @property
+    def pid(self) -> int | None:
+        return None
+
+    @property
+    def run(self) -> VMRun | None:
+        """The simulated VM process, or None if it failed before starting."""
+        return self._run
+
+    def poll(self) -> int | None:
+        if self._run is None:
+            return self._early_exit
+        self._run.tick()
+        return self._run.exit_status
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self._run is None:
+            return self._early_exit
+        run, clock = self._run, self._clock
+        end = None if timeout is None else clock.now() + timeout
+        with run.changed:
+            while True:
+                run.tick()
+                if not run.alive:
+                    return run.exit_status
+                upcoming = run.next_deadline()
+                now = clock.now()
+                if isinstance(clock, VirtualClock):
+                    if upcoming is not None and (end is None or upcoming <= end):
+                        clock.advance_to(upcoming)
+                        continue
+                    if end is not None:
+                        clock.advance_to(end)
+                        run.tick()
+                        return run.exit_status
+                    run.changed.wait()  # only another thread can end it now
+                    continue
+                if end is not None and now >= end:
+                    return None
+                wakes = [t for t in (upcoming, end) if t is not None]
+                run.changed.wait(max(0.0, min(wakes) - now) if wakes else None)
+
+    def send_signal(self, signum: int) -> None:
+        if self._run is not None:
+            self._run.deliver(signum)
+
+    def kill(self) -> None:
+        self.send_signal(9)
+
+    def output_tail(self) -> str:
+        with self._output_lock:
+            return "".join(self._output)[-OUTPUT_TAIL_CHARS:]
+
+
+class InProcessRunner:
+    """A ``TartRunner`` that simulates tart inside this process; thread-safe.
+
+    ``home`` defaults like the executable's (``$TART_HOME``, else a per-user cache
+    directory). ``plan`` is consulted live (mutate it any time); ``timing`` replaces the
+    zero-delay defaults; ``virtual_time=False`` makes delays and waits real.
+    """
+
+    def __init__(
+        self,
+        home: Path | str | None = None,
+        *,
+        plan: FaultPlan | None = None,
+        timing: Timing | None = None,
+        virtual_time: bool = True,
+        clock: Clock | None = None,
+        emulate_echo: bool = True,
+        environ: dict[str, str] | None = None,
+        binary: str = "fake-tart",
+    ) -> None:
+        self.clock: Clock = clock or (VirtualClock() if virtual_time else RealClock())
+        self.home = TartHome(home if home is not None else default_home(os.environ), self.clock)
+        self.plan = plan if plan is not None else FaultPlan(home=self.home.path)
+        if self.plan.home is None:
+            self.plan.home = self.home.path
+        self.timing = timing or IN_PROCESS_TIMING
+        self.emulate_echo = emulate_echo
+        self.environ = dict(environ or {})
+        self._binary = binary
+
+    @property
+    def binary(self) -> str:
+        return self._binary
+
+    def _session(self, *, stdin: str | None = None, timeout: float | None = None) -> Session:
+        return Session(
+            home=self.home,
+            plan=self.plan,
+            base_timing=self.timing,
+            in_process=True,
+            stdin=stdin,
+            environ=self.environ,
+            deadline=None if timeout is None else self.clock.now() + timeout,
+            emulate_echo=self.emulate_echo,
+        )
+
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+    ) -> CommandResult:
+        argv = (self._binary, *args)
+        try:
+            outcome = execute(list(args), self._session(stdin=stdin, timeout=timeout))
+        except CommandTimedOut:
+            raise OperationTimeoutError(
+                f"{' '.join(argv)} did not finish within {timeout} s"
+            ) from None
+        if stdout is not None and outcome.stdout:
+            stdout.write(outcome.stdout)
+        if stderr is not None and outcome.stderr:
+            stderr.write(outcome.stderr)
+        return CommandResult(argv, outcome.exit_code, outcome.stdout, outcome.stderr)
+
+    def spawn(self, args: Sequence[str]) -> InProcessRun:
+        """Start ``run <name> ...``: returns once the VM holds its lock (or has failed)."""
+        argv = (self._binary, *args)
+        process = InProcessRun(argv, self.clock)
+        if list(args[:1]) != ["run"]:
+            result = self.run(args)
+            failure = TartFailure(result.stderr.rstrip("\n"), result.exit_code, result.stdout)
+            process.finish_early(failure)
+            return process
+        try:
+            run = prepare_run(list(args[1:]), self._session(), process.emit)
+            process.attach(run)
+            run.start()
+        except TartFailure as failure:
+            process.finish_early(failure)
+        return process
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    def monotonic(self) -> float:
+        return self.clock.now()
+
+    def sleep(self, seconds: float) -> None:
+        self.clock.sleep(seconds)
