@@ -38,12 +38,14 @@ class InProcessRun:
         self._run: VMRun | None = None
         self._early_exit: int | None = None
         self._output: list[str] = []
+        self._streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._output_lock = threading.Lock()
 
     # -- wiring ------------------------------------------------------------------------
 
-    def emit(self, _stream: str, text: str) -> None:
+    def emit(self, stream: str, text: str) -> None:
         with self._output_lock:
+            self._streams[stream].append(text)
             self._output.append(text)
             if sum(len(t) for t in self._output) > 4 * OUTPUT_TAIL_CHARS:
                 self._output = ["".join(self._output)[-OUTPUT_TAIL_CHARS:]]
@@ -113,6 +115,17 @@ class InProcessRun:
 
     def kill(self) -> None:
         self.send_signal(9)
+
+    @property
+    def stdout(self) -> str:
+        """Everything the run printed on stdout (a run prints a few lines at most)."""
+        with self._output_lock:
+            return "".join(self._streams["stdout"])
+
+    @property
+    def stderr(self) -> str:
+        with self._output_lock:
+            return "".join(self._streams["stderr"])
 
     def output_tail(self) -> str:
         with self._output_lock:
