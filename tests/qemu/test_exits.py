@@ -1,0 +1,48 @@
+"""QEMU that exits on its own (guest poweroff, crash) is noticed by state()."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from vms_core.errors import NotRunningError
+from vms_core.lifecycle import wait_for_state
+from vms_core.states import State
+from vms_qemu.backend import QemuBackend
+
+from .conftest import qemu_processes_under, requires_qemu
+
+pytestmark = [pytest.mark.qemu, requires_qemu, pytest.mark.timeout(180)]
+
+
+def test_guest_poweroff_then_crash_are_noticed(vm_state_dir: Path, default_guest: object) -> None:
+    backend = QemuBackend(state_dir=vm_state_dir)
+    vm = backend.create_instance()
+    vm.clone()
+    try:
+        vm.start()
+        # The guest powers itself off shortly after the agent has answered.
+        vm.exec("sh", "-c", "(sleep 0.3; poweroff -f) >/dev/null 2>&1 &").check()
+        wait_for_state(vm, State.STOPPED, intermediate=[State.RUNNING], timeout=60)
+        with pytest.raises(NotRunningError):
+            vm.exec("true")
+        assert qemu_processes_under(vm.directory) == []
+        result = vm.stop()
+        assert (result.noop, result.exited_on_its_own, result.exit_status) == (True, True, 0)
+        assert vm.stop().exit_status is None  # reported once
+
+        vm.start()  # a VM that stopped on its own starts again
+        assert vm.exec("true").ok
+        assert vm.pid is not None
+        os.kill(vm.pid, signal.SIGKILL)  # a crash
+        wait_for_state(vm, State.STOPPED, intermediate=[State.RUNNING], timeout=30)
+        assert backend.list_vms()[0].state is State.STOPPED
+        result = vm.stop()
+        assert (result.exited_on_its_own, result.exit_status) == (True, -signal.SIGKILL)
+    finally:
+        from vms_core.lifecycle import cleanup
+
+        cleanup(vm, stop_timeout=10)
