@@ -73,3 +73,19 @@ def macos(tart: Tart) -> str:
     """A stopped macOS VM with the guest agent, named ``vm``."""
     tart.clone(MACOS, "vm")
     return "vm"
+
+
+@pytest.fixture
+def executable(home: Path, plan: FaultPlan, tmp_path: Path) -> Iterator[Tart]:
+    """The ``fake-tart`` executable alone, for behaviour only a process has."""
+    driver = Tart("executable", home, plan, tmp_path)
+    yield driver
+    driver.cleanup()
+
+
+@pytest.fixture
+def in_process(home: Path, plan: FaultPlan, tmp_path: Path) -> Iterator[Tart]:
+    """``InProcessRunner`` alone (virtual time)."""
+    driver = Tart("in-process", home, plan, tmp_path)
+    yield driver
+    driver.cleanup()

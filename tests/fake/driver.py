@@ -44,6 +44,18 @@ class RunHandle:
     def __init__(self, process: subprocess.Popen[bytes] | InProcessRun) -> None:
         self.process = process
         self._output: tuple[str, str] | None = None
+        self._read = ""  # stdout already consumed by read_line()
+
+    def read_line(self) -> str:
+        """The next line the run prints on stdout (blocks for the executable)."""
+        if isinstance(self.process, InProcessRun):
+            line = self.process.stdout[len(self._read) :].partition("\n")
+            text = line[0] + line[1]
+        else:
+            assert self.process.stdout is not None
+            text = self.process.stdout.readline().decode()
+        self._read += text
+        return text
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
@@ -54,7 +66,7 @@ class RunHandle:
             assert status is not None, "in-process run did not end"
             return status
         out, err = self.process.communicate(timeout=timeout)
-        self._output = (out.decode(), err.decode())
+        self._output = (self._read + out.decode(), err.decode())
         return self.process.returncode
 
     def poll(self) -> int | None:
