@@ -371,7 +371,8 @@ class QemuInstance:
         """Remove every file of the VM (killing its QEMU first from ErrorUnknown)."""
         with self._guard.operation(Action.DELETE) as op:
             if op.previous is State.INITIAL and not self._owns_directory:
-                return  # never clone'd by us: the name may belong to someone else's VM
+                # Never cloned by this instance: a directory of that name is someone else's.
+                raise NotFoundError(f"{self.id} was never cloned; nothing to delete")
             self._close_agent()
             if self._process is not None:
                 self._process.kill()

@@ -153,3 +153,12 @@ def test_commas_in_paths_are_escaped_for_qemu_options(tmp_path: Path) -> None:
     drive = argv[argv.index("-drive") + 1]
     assert drive.startswith(f"file={str(vmdir.disk).replace(',', ',,')},if=none")
     assert "-incoming" not in argv
+
+
+def test_delete_of_a_never_cloned_instance_touches_nothing(vmdir: VMDirectory) -> None:
+    """The name may belong to a VM someone else cloned: its files must survive."""
+    instance = QemuBackend(state_dir=vmdir.root).create_instance(vmdir.name)
+    with pytest.raises(NotFoundError, match="never cloned"):
+        instance.delete()
+    assert instance.state() is State.INITIAL
+    assert vmdir.read_metadata().name == vmdir.name
