@@ -33,7 +33,11 @@ class TartBackend(BackendBase):
 
     def __init__(self, *, runner: TartRunner | None = None, **options: Any) -> None:
         super().__init__(**options)
-        self.runner: TartRunner = runner or SubprocessRunner(
+        self.runner: TartRunner = runner or self._default_runner()
+
+    def _default_runner(self) -> TartRunner:
+        """The runner used when none is given (subclasses plug in others here)."""
+        return SubprocessRunner(
             self.options.binary, env=self.options.env, kill_on_exit=self.options.kill_on_exit
         )
 
