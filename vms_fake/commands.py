@@ -531,7 +531,7 @@ def cmd_clone(values: dict[str, Any], session: Session) -> Outcome:
             home.copy_vm(source_dir, staged)
             config = home.read_config(staged)
             suspended = (staged / SNAPSHOT).exists()
-            if not suspended and config.get("macAddress") in home.macs_in_use():
+            if not suspended and config.get("macAddress") in home.macs_in_use().values():
                 config["macAddress"] = random_mac()
                 home.write_config(staged, config)
             home.install(staged, new_name)

@@ -330,13 +330,13 @@ class TartHome:
         copy_sparse(source / DISK, target / DISK)
 
     def macs_in_use(self, *, exclude: str | None = None) -> dict[str, str]:
-        """MAC address -> VM name for every local VM (except ``exclude``)."""
+        """VM name -> MAC address for every local VM (except ``exclude``)."""
         macs: dict[str, str] = {}
         for name in self.local_names():
             if name == exclude:
                 continue
             with contextlib.suppress(OSError, ValueError):
-                macs[str(self.read_config(self.vm_dir(name)).get("macAddress"))] = name
+                macs[name] = str(self.read_config(self.vm_dir(name)).get("macAddress"))
         return macs
 
     # -- the simulated registry and the OCI cache --------------------------------------

@@ -135,7 +135,7 @@ class Tart:
             handle = RunHandle(process)
             if wait_for_lock:
                 config = self.home / "vms" / args[1] / "config.json"
-                wait_until(lambda: lock_holder(config) or process.poll() is not None)
+                wait_until(lambda: lock_holder(config) is not None or process.poll() is not None)
         self.runs.append(handle)
         return handle
 

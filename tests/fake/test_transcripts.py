@@ -440,3 +440,28 @@ def test_delete_of_a_remote_name_removes_the_cache_entry(tart: Tart) -> None:
     tart("pull", UBUNTU)
     assert tart("delete", UBUNTU) == Result(0, "", "")
     assert tart("list", "-q", "--source", "oci") == Result(0, "", "")
+
+
+def test_clone_of_suspended_vm_keeps_mac_and_run_resets_a_colliding_mac(
+    tart: Tart, macos: str
+) -> None:
+    run = tart.spawn("run", macos, "--suspendable")
+    tart("suspend", macos)
+    run.wait()
+    assert tart("clone", macos, "twin") == Result(0, "", "")
+    assert tart.state("twin") == "suspended"  # the clone carries MAC and snapshot
+    first = tart.spawn("run", macos)
+    second = tart.spawn("run", "twin")
+    assert second.read_line() == "There is already a running VM with the same MAC address!\n"
+    assert second.read_line() == "Resetting VM to assign a new MAC address...\n"
+    assert tart.state("twin") == "running"
+    macs = {
+        json.loads((tart.home / "vms" / n / "config.json").read_text())["macAddress"]
+        for n in (macos, "twin")
+    }
+    assert len(macs) == 2
+    stop_all = [tart("stop", n).exit_code for n in (macos, "twin")]
+    assert stop_all == [0, 0]
+    assert second.wait() == 0
+    assert "restoring" not in second.stdout  # the reset discarded the snapshot
+    first.wait()

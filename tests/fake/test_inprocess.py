@@ -1,0 +1,168 @@
+"""What only the in-process mode promises: the runner interface, virtual time, threads."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vms_core.errors import OperationTimeoutError
+from vms_fake.faults import FaultPlan
+from vms_fake.guest_exec import emulated_echo
+from vms_fake.inprocess import InProcessRunner
+from vms_tart.runner import RunProcess, TartRunner
+
+from .driver import MACOS, Result, Tart
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def runner(home: Path, plan: FaultPlan) -> InProcessRunner:
+    return InProcessRunner(home, plan=plan)
+
+
+def test_runner_implements_the_tart_runner_interface(runner: InProcessRunner) -> None:
+    assert isinstance(runner, TartRunner)
+    runner.run(["clone", MACOS, "vm"])
+    process = runner.spawn(["run", "vm"])
+    assert isinstance(process, RunProcess)
+    assert process.argv == ("fake-tart", "run", "vm") and process.pid is None
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    assert process.wait(0) == 0
+    assert process.output_tail() == "Stopping VM...\n"
+    process.send_signal(signal.SIGINT)  # already exited: not an error
+    assert runner.availability()
+
+
+def test_failed_spawn_is_an_exited_process(runner: InProcessRunner) -> None:
+    process = runner.spawn(["run", "ghost"])
+    assert process.poll() == 1
+    assert process.wait() == 1
+    assert process.output_tail() == 'Error: the specified VM "ghost" does not exist\n'
+
+
+def test_waits_cost_virtual_time_only(runner: InProcessRunner) -> None:
+    runner.run(["clone", MACOS, "vm"])
+    runner.plan.set_timing(ip_poll_interval=1.0)
+    before = runner.monotonic()
+    result = runner.run(["ip", "vm", "--wait", "3"])
+    assert result.exit_code == 1
+    assert runner.monotonic() - before == pytest.approx(3.0)
+    before = runner.monotonic()
+    runner.sleep(120)
+    assert runner.monotonic() - before == pytest.approx(120)
+
+
+def test_timeout_applies_on_the_virtual_clock(runner: InProcessRunner) -> None:
+    runner.run(["clone", MACOS, "vm"])
+    runner.plan.hang_command("get")
+    before = runner.monotonic()
+    with pytest.raises(OperationTimeoutError):
+        runner.run(["get", "vm"], timeout=30)
+    assert runner.monotonic() - before == pytest.approx(30)
+
+
+def test_run_to_completion_ends_with_the_vm(runner: InProcessRunner) -> None:
+    runner.run(["clone", MACOS, "vm"])
+    runner.plan.crash_after("vm", 5, message="gone")
+    result = runner.run(["run", "vm"])
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", "gone\n")
+    runner.plan.clear("vm")
+    with pytest.raises(OperationTimeoutError):
+        runner.run(["run", "vm"], timeout=10)  # nothing ends this VM
+
+
+def test_wait_advances_to_a_scheduled_crash(runner: InProcessRunner) -> None:
+    runner.run(["clone", MACOS, "vm"])
+    runner.plan.crash_after("vm", 50)
+    process = runner.spawn(["run", "vm"])
+    assert process.wait(10) is None
+    assert process.wait(100) == 1
+
+
+def test_hundred_vms_from_threads(runner: InProcessRunner) -> None:
+    names = [f"vm{i:03}" for i in range(100)]
+    runner.run(["pull", MACOS])
+
+    def lifecycle(name: str) -> tuple[int, ...]:
+        codes = [runner.run(["clone", MACOS, name]).exit_code]
+        process = runner.spawn(["run", name, "--no-graphics"])
+        codes.append(runner.run(["exec", name, "echo", name]).exit_code)
+        codes.append(runner.run(["ip", name]).exit_code)
+        return (*codes, process.poll() is None)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(lifecycle, names))
+    assert outcomes == [(0, 0, 0, True)] * 100
+    listed = runner.run(["list", "--source", "local"]).stdout.splitlines()[1:]
+    assert len(listed) == 100 and all(line.endswith("running") for line in listed)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        stops = list(pool.map(lambda n: runner.run(["stop", n]).exit_code, names))
+    assert stops == [0] * 100
+    assert "running" not in runner.run(["list"]).stdout
+
+
+def test_in_process_vm_is_running_for_other_processes(in_process: Tart, executable: Tart) -> None:
+    in_process.clone(MACOS, "vm")
+    run = in_process.spawn("run", "vm")
+    assert executable.state("vm") == "running"
+    assert executable("run", "vm") == Result(2, "", 'VM "vm" is already running!\n')
+    assert in_process("stop", "vm") == Result(0, "", "")
+    assert run.wait() == 0
+    assert executable.state("vm") == "stopped"
+
+
+def test_in_process_commands_reach_an_executable_run(in_process: Tart, executable: Tart) -> None:
+    executable.clone(MACOS, "vm")
+    run = executable.spawn("run", "vm")
+    assert in_process.state("vm") == "running"
+    assert in_process("run", "vm") == Result(2, "", 'VM "vm" is already running!\n')
+    assert in_process("stop", "vm") == Result(0, "", "")  # a real SIGINT to the process
+    assert run.wait() == 0
+    assert run.stdout == "Stopping VM...\n"
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        [],
+        ["hello", "world"],
+        ["-n", "no newline"],
+        ["-nE", "x"],
+        ["-E", "-n", "x"],
+        ["-"],
+        ["--"],
+        ["-x", "y"],
+        ["-n"],
+        ["a\\tb"],
+        ["--help", "x"],
+        ["", "", "gap"],
+        ["\u00e9t\u00e9"],
+    ],
+)
+def test_echo_emulation_is_byte_for_byte_gnu_echo(words: list[str]) -> None:
+    emulated = emulated_echo(["echo", *words])
+    assert emulated is not None
+    real = subprocess.run(["/bin/echo", *words], capture_output=True, check=True)
+    assert emulated.encode() == real.stdout
+
+
+@pytest.mark.parametrize("words", [["-e", "a\\tb"], ["-ne", "x"], ["--help"], ["--version"]])
+def test_echo_emulation_defers_what_it_cannot_match(words: list[str]) -> None:
+    assert emulated_echo(["echo", *words]) is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet="-neEx\\ a", max_size=5), max_size=4))
+def test_echo_emulation_matches_real_echo_on_random_words(words: list[str]) -> None:
+    emulated = emulated_echo(["/bin/echo", *words])
+    if emulated is not None:
+        real = subprocess.run(["/bin/echo", *words], capture_output=True, check=True)
+        assert emulated.encode() == real.stdout
