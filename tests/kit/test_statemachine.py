@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 import vms_core.states
@@ -41,7 +41,13 @@ def test_changing_the_table_changes_the_test(monkeypatch: pytest.MonkeyPatch) ->
     table[(State.RUNNING, Action.DELETE)] = State.DELETING
     monkeypatch.setattr(vms_core.states, "TRANSITIONS", MappingProxyType(table))
     machine = InstanceStateMachine.configure(memory_harness, name="EditedTable")
-    quick = settings(max_examples=200, deadline=None, database=None, derandomize=True)
+    quick = settings(
+        max_examples=200,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+    )
     with pytest.raises(AssertionError, match="Delete from Running failed"):
         run_state_machine_as_test(machine, settings=quick)
 
