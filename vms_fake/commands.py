@@ -55,6 +55,7 @@ from vms_fake.world import (
     new_config,
     random_mac,
     write_disk,
+    write_file,
 )
 
 logger = logging.getLogger(__name__)
@@ -550,7 +551,7 @@ def cmd_create(values: dict[str, Any], session: Session) -> Outcome:
     with home.staging() as staged:
         config = new_config("linux", 4, 4096, random_mac(), values["disk_format"])
         home.write_config(staged, config)
-        (staged / NVRAM).write_bytes(b"\0" * 1024)
+        write_file(staged / NVRAM, b"\0" * 1024)
         write_disk(staged / DISK, values["disk_size"] * GB, guest=None)
         home.install(staged, values["name"])
     return Outcome(0)

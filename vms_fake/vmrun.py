@@ -36,6 +36,7 @@ from vms_fake.world import (
     random_mac,
     register_local_run,
     unregister_local_run,
+    write_file,
 )
 
 logger = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ class VMRun:
             "boot_ready_at": boot_ready_at,
             "os": os_name,
         }
-        (self.directory / RUN_INFO).write_text(json.dumps(info))
+        write_file(self.directory / RUN_INFO, json.dumps(info))
         if self.guest is not None and not self.faults.no_ip:
             self.home.grant_lease(
                 str(config.get("macAddress")),
@@ -206,7 +207,7 @@ class VMRun:
             )
         socket = self.directory / CONTROL_SOCKET
         if not (self.faults.stale_control_socket and socket.exists()):
-            socket.write_text(json.dumps({"token": self.token}))
+            write_file(socket, json.dumps({"token": self.token}))
         if self.faults.crash_after is not None:
             self._crash_at = now + self.faults.crash_after
         with self._mutex:
@@ -300,7 +301,7 @@ class VMRun:
             self._end(1, stdout=f"Failed to suspend the VM: {reason}")
             return
         self.emit("stdout", "pausing VM to take a snapshot...\ncreating a snapshot...\n")
-        (self.directory / SNAPSHOT).write_text(json.dumps({"token": self.token}))
+        write_file(self.directory / SNAPSHOT, json.dumps({"token": self.token}))
         self._end(0, stdout="snapshot created successfully! shutting down the VM...")
 
     def _request_guest_stop(self) -> None:

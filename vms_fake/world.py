@@ -148,17 +148,36 @@ def new_config(
     return config
 
 
+def write_file(path: Path, data: bytes | str, *, size: int | None = None) -> None:
+    """Write ``data`` (then extend to ``size``), replacing the file's contents in place.
+
+    Never truncates to zero first: on ext4, a file truncated to zero is flushed to disk
+    when closed (auto_da_alloc), which would make every simulated command cost
+    milliseconds. The inode is kept, so a lock held on the file survives.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.pwrite(fd, raw, 0)
+        wanted = len(raw) if size is None else size
+        if os.fstat(fd).st_size != wanted:
+            os.ftruncate(fd, wanted)
+    finally:
+        os.close(fd)
+
+
 def write_disk(path: Path, size_bytes: int, guest: Guest | None) -> None:
     """A sparse disk of ``size_bytes`` whose first block names the installed guest."""
-    with open(path, "wb") as disk:
-        if guest is not None:
-            disk.write(guest.header())
-        disk.truncate(size_bytes)
+    write_file(path, guest.header() if guest is not None else b"", size=size_bytes)
 
 
 def copy_sparse(source: Path, target: Path) -> None:
     """Copy only the data regions of ``source``; holes stay holes (disks are huge)."""
-    with open(source, "rb") as src, open(target, "wb") as dst:
+    if target.exists():
+        os.truncate(target, 0)  # holes in the source must read as zeros in the copy
+    else:
+        write_file(target, b"")  # created, not truncated (see write_file)
+    with open(source, "rb") as src, open(target, "r+b") as dst:
         size = os.fstat(src.fileno()).st_size
         position = 0
         while position < size:
@@ -254,9 +273,7 @@ class TartHome:
 
     def write_config(self, directory: Path, config: dict[str, Any]) -> None:
         # In place, never by rename: a running VM's lock lives on this very inode.
-        with open(directory / CONFIG, "r+" if (directory / CONFIG).exists() else "w") as f:
-            f.write(apple_json(config) + "\n")
-            f.truncate()
+        write_file(directory / CONFIG, apple_json(config) + "\n")
 
     @staticmethod
     def guest(directory: Path) -> Guest | None:
@@ -326,7 +343,7 @@ class TartHome:
         """The files ``clone`` copies: config, NVRAM, disk and any snapshot."""
         for name in (CONFIG, NVRAM, SNAPSHOT):
             if (source / name).exists():
-                shutil.copyfile(source / name, target / name)
+                write_file(target / name, (source / name).read_bytes())
         copy_sparse(source / DISK, target / DISK)
 
     def macs_in_use(self, *, exclude: str | None = None) -> dict[str, str]:
@@ -395,11 +412,10 @@ class TartHome:
         with self.staging() as staged:
             config = new_config(image.os, image.cpu, image.memory_mib, image.mac_address)
             self.write_config(staged, config)
-            (staged / NVRAM).write_bytes(b"\0" * 1024)
+            write_file(staged / NVRAM, b"\0" * 1024)
             write_disk(staged / DISK, image.disk_gb * GB, image.guest)
-            (staged / "manifest.json").write_text(
-                json.dumps({"name": image.name, "digest": image.digest})
-            )
+            manifest = json.dumps({"name": image.name, "digest": image.digest})
+            write_file(staged / "manifest.json", manifest)
             digest_dir.parent.mkdir(parents=True, exist_ok=True)
             staged.rename(digest_dir)
         return digest_dir
@@ -472,8 +488,15 @@ class TartHome:
 
     def grant_lease(self, mac: str, granted_at: float, duration: float) -> None:
         """Record the lease the guest will get at ``granted_at``; a valid one is kept."""
-        if self.lease(mac) is not None:
-            granted_at = min(granted_at, self.clock.now())
+        now = self.clock.now()
+        try:
+            current = json.loads(self._lease_file(mac).read_text())
+        except (OSError, ValueError):
+            current = None
+        if current is not None and current["granted_at"] <= now < current["expires_at"]:
+            if current["expires_at"] - now >= duration / 2:
+                return  # still comfortably valid: the DHCP server has nothing to renew
+            granted_at = min(granted_at, now)
         data = {
             "ip": ip_for_mac(mac),
             "granted_at": granted_at,
