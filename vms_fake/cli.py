@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from vms_fake.clock import RealClock
-from vms_fake.commands import SPECS, Session, execute, prepare_run
+from vms_fake.commands import SPECS, Session, apply_command_faults, execute, prepare_run
 from vms_fake.faults import EXECUTABLE_TIMING, FaultPlan
 from vms_fake.grammar import Outcome, TartFailure
 from vms_fake.guest_exec import is_tty
@@ -46,6 +46,9 @@ def _wants_stdin(args: Sequence[str]) -> bool:
 
 
 def _run(args: Sequence[str], session: Session) -> int:
+    _, failed = apply_command_faults("run", args, session)
+    if failed is not None:
+        return _finish(failed)
     try:
         run = prepare_run(args, session, _write)
         return serve(run)

@@ -343,13 +343,9 @@ def execute(argv: Sequence[str], session: Session) -> Outcome:
             return UsageFailure(f"Unknown option '{command}'", None).outcome()
         return UsageFailure(f"Unexpected argument '{command}'", None).outcome()
     try:
-        faults = session.plan.take_command_faults(command, _vm_words(args))
-        for fault in faults:
-            if fault.kind == "hang":
-                session.sleep(fault.seconds)
-        for fault in faults:
-            if fault.kind == "fail":
-                return Outcome(fault.exit_code, fault.stdout, fault.stderr)
+        faults, failed = apply_command_faults(command, args, session)
+        if failed is not None:
+            return failed
         values = spec.parse(args)
         if values.get("help"):
             return Outcome(0, spec.help_text())
@@ -360,6 +356,24 @@ def execute(argv: Sequence[str], session: Session) -> Outcome:
         return _apply_output_faults(outcome, faults, values)
     except TartFailure as failure:
         return failure.outcome()
+
+
+def apply_command_faults(
+    command: str, args: Sequence[str], session: Session
+) -> tuple[list[CommandFault], Outcome | None]:
+    """Take the plan's rules for this invocation: hang first, then maybe fail.
+
+    Returns the rules (output faults apply later) and the outcome of a ``fail`` rule.
+    Raises CommandTimedOut when a hang outlasts the session's deadline.
+    """
+    faults = session.plan.take_command_faults(command, _vm_words(args))
+    for fault in faults:
+        if fault.kind == "hang":
+            session.sleep(fault.seconds)
+    for fault in faults:
+        if fault.kind == "fail":
+            return faults, Outcome(fault.exit_code, fault.stdout, fault.stderr)
+    return faults, None
 
 
 def _apply_output_faults(

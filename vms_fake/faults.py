@@ -92,6 +92,8 @@ class VMFaults:
     vm_limit: bool = False
     #: The guest ignores SIGUSR2's shutdown request (e.g. a dialog nobody answers).
     ignore_shutdown_request: bool = False
+    #: The hard stop on SIGINT never completes, so ``stop`` must fall back to SIGKILL.
+    stuck_on_stop: bool = False
 
     def is_default(self) -> bool:
         return self == VMFaults()
@@ -279,6 +281,9 @@ class FaultPlan:
 
     def ignore_shutdown_request(self, name: str) -> FaultPlan:
         return self.set_vm(name, ignore_shutdown_request=True)
+
+    def stuck_on_stop(self, name: str) -> FaultPlan:
+        return self.set_vm(name, stuck_on_stop=True)
 
     def limit_macos_vms(self, limit: int | None) -> FaultPlan:
         """Enforce the host's macOS VM limit (Apple allows 2) for every ``run``."""

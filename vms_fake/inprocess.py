@@ -11,6 +11,7 @@ retry, ``stop``'s polling, :meth:`InProcessRunner.sleep`) cost no wall time.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,14 +20,22 @@ from typing import IO
 from vms_core.backend import Availability
 from vms_core.errors import OperationTimeoutError
 from vms_fake.clock import Clock, RealClock, VirtualClock
-from vms_fake.commands import CommandTimedOut, Session, execute, prepare_run
+from vms_fake.commands import (
+    CommandTimedOut,
+    Session,
+    apply_command_faults,
+    execute,
+    prepare_run,
+)
 from vms_fake.faults import IN_PROCESS_TIMING, FaultPlan, Timing
-from vms_fake.grammar import TartFailure
+from vms_fake.grammar import Outcome, TartFailure
 from vms_fake.vmrun import VMRun
 from vms_fake.world import TartHome, default_home
 from vms_tart.runner import CommandResult
 
 OUTPUT_TAIL_CHARS = 1024
+#: Signals whose default action does not end a process.
+_HARMLESS_SIGNALS = frozenset({signal.SIGCHLD, signal.SIGWINCH, signal.SIGCONT, signal.SIGURG})
 
 
 class InProcessRun:
@@ -37,6 +46,7 @@ class InProcessRun:
         self._clock = clock
         self._run: VMRun | None = None
         self._early_exit: int | None = None
+        self._hung = False
         self._output: list[str] = []
         self._streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._output_lock = threading.Lock()
@@ -53,13 +63,17 @@ class InProcessRun:
     def attach(self, run: VMRun) -> None:
         self._run = run
 
-    def finish_early(self, failure: TartFailure) -> None:
+    def finish_early(self, outcome: Outcome) -> None:
         """The command ended before a VM ran (bad arguments, already running, ...)."""
         self._run = None
-        outcome = failure.outcome()
         self.emit("stdout", outcome.stdout)
         self.emit("stderr", outcome.stderr)
         self._early_exit = outcome.exit_code
+
+    def hang(self) -> None:
+        """An injected hang: never takes the lock, never exits, until a signal kills it."""
+        self._run = None
+        self._hung = True
 
     # -- RunProcess --------------------------------------------------------------------
 
@@ -84,6 +98,10 @@ class InProcessRun:
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self._run is None:
+            if self._hung and self._early_exit is None:
+                if timeout is None:
+                    raise OperationTimeoutError(f"{' '.join(self._argv)} hangs forever")
+                self._clock.sleep(timeout)
             return self._early_exit
         run, clock = self._run, self._clock
         end = None if timeout is None else clock.now() + timeout
@@ -112,6 +130,8 @@ class InProcessRun:
     def send_signal(self, signum: int) -> None:
         if self._run is not None:
             self._run.deliver(signum)
+        elif self._hung and self._early_exit is None and signum not in _HARMLESS_SIGNALS:
+            self._early_exit = -signum
 
     def kill(self) -> None:
         self.send_signal(9)
@@ -206,15 +226,23 @@ class InProcessRunner:
         process = InProcessRun(argv, self.clock)
         if list(args[:1]) != ["run"]:
             result = self.run(args)
-            failure = TartFailure(result.stderr.rstrip("\n"), result.exit_code, result.stdout)
-            process.finish_early(failure)
+            process.finish_early(Outcome(result.exit_code, result.stdout, result.stderr))
+            return process
+        session = self._session()
+        try:
+            _, failed = apply_command_faults("run", args[1:], session)
+        except CommandTimedOut:
+            process.hang()
+            return process
+        if failed is not None:
+            process.finish_early(failed)
             return process
         try:
-            run = prepare_run(list(args[1:]), self._session(), process.emit)
+            run = prepare_run(list(args[1:]), session, process.emit)
             process.attach(run)
             run.start()
         except TartFailure as failure:
-            process.finish_early(failure)
+            process.finish_early(failure.outcome())
         return process
 
     def availability(self) -> Availability:

@@ -258,6 +258,9 @@ class VMRun:
             if not self.alive or signum in _IGNORED_SIGNALS:
                 return
             if signum == signal.SIGINT:
+                if self.faults.stuck_on_stop and self._started:
+                    self.emit("stdout", "Stopping VM...\n")  # ... and nothing more
+                    return
                 self._end(0, stdout="Stopping VM..." if self._started else None)
             elif signum == signal.SIGUSR1:
                 self._snapshot()

@@ -230,3 +230,25 @@ def test_ip_failure_takes_a_real_second(executable: Tart) -> None:
     started = time.monotonic()
     assert executable("ip", "vm") == Result(1, "", "no IP address found, is your VM running?\n")
     assert time.monotonic() - started >= 1.0
+
+
+def test_stop_falls_back_to_sigkill_when_the_vm_is_stuck(tart: Tart, macos: str) -> None:
+    tart.plan.stuck_on_stop(macos)
+    run = tart.spawn("run", macos)
+    assert tart("stop", macos, "--timeout", "1") == Result(0, "", "")
+    assert run.wait() == -signal.SIGKILL
+    assert run.stdout == "Stopping VM...\n"
+    assert tart.state(macos) == "stopped"
+
+
+def test_run_command_faults(tart: Tart, macos: str) -> None:
+    tart.plan.fail_command("run", exit_code=1, stderr="Softnet failed: injected\n")
+    failed = tart.spawn("run", macos)
+    assert failed.wait() == 1
+    assert (failed.stdout, failed.stderr) == ("", "Softnet failed: injected\n")
+    tart.plan.hang_command("run")
+    hung = tart.spawn("run", macos, wait_for_lock=False)
+    assert hung.poll() is None
+    assert tart.state(macos) == "stopped"  # a hung run never took the lock
+    hung.signal(signal.SIGKILL)
+    assert hung.wait() == -signal.SIGKILL
