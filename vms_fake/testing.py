@@ -1,7 +1,8 @@
 """The testing kit's hooks for the simulator: harnesses over the in-process fake and ``fake-tart``.
 
-:func:`in_process_harness` and :func:`executable_harness` give ``vms_core.testing``
-the tart backend over the simulator, with every optional hook wired: fault
+:func:`in_process_harness` (the ``fake`` backend) and :func:`executable_harness` (the
+``tart`` backend driving ``fake-tart``) give ``vms_core.testing`` the tart backend
+over the simulator, with every optional hook wired: fault
 injection through :class:`~vms_fake.faults.FaultPlan` (the VM crashes, a command
 fails, boots slow down), a command counter, ``tart list`` read directly (not
 through the backend's own parser) as the tool's view, and a census of ``tart run``
@@ -29,6 +30,7 @@ from vms_core.testing.harness import (
     Observer,
     child_processes,
 )
+from vms_fake.backend import FakeBackend
 from vms_fake.faults import FaultPlan
 from vms_fake.inprocess import InProcessRunner
 from vms_tart.backend import TartBackend
@@ -163,15 +165,19 @@ def _home_for(home: Path | str | None) -> tuple[Path, bool]:
 
 
 def in_process_harness(home: Path | str | None = None, **options: Any) -> Harness:
-    """The tart backend over the in-process simulator (virtual time), every hook wired.
+    """The ``fake`` backend (tart over the in-process simulator), every hook wired.
 
     Without ``home`` a temporary TART_HOME is made and removed on ``close``.
-    ``options`` are :class:`~vms_tart.config.TartOptions`.
+    ``options`` are :class:`~vms_fake.backend.FakeOptions` (virtual time by default).
     """
     path, temporary = _home_for(home)
-    plan = FaultPlan(home=path)
-    runner = CountingRunner(InProcessRunner(path, plan=plan))
-    backend = TartBackend(runner=runner, **options)
+    backend = FakeBackend(home=str(path), **options)
+    simulator = backend.runner
+    assert isinstance(simulator, InProcessRunner)
+    # An in-memory plan: nothing else reads it, and it costs no file I/O per command.
+    plan = simulator.plan = FaultPlan(home=path)
+    runner = CountingRunner(simulator)
+    backend.runner = runner
 
     def leftovers() -> list[str]:
         return runner.in_process_runs_alive() + child_processes()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,12 @@ def fake_tart_harness() -> Harness:
 
 TestInProcessConformance = conformance_tests(in_process_harness, "TestInProcessConformance")
 
+# One home for all programs: each cleans up after itself (teardown checks), and a
+# fresh home per program would cost more than the program itself.
+SHARED_HOME = tempfile.TemporaryDirectory(prefix="vms-kit-fake-")
+
 TestInProcessMachine = InstanceStateMachine.configure(
-    in_process_harness, name="InProcessFakeMachine"
+    lambda: in_process_harness(home=SHARED_HOME.name), name="InProcessFakeMachine"
 ).TestCase
 
 TestInProcessLinuxMachine = InstanceStateMachine.configure(
