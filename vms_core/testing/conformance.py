@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
+from vms_core.backend import Backend
 from vms_core.errors import (
     BackendCommandError,
     NotFoundError,
@@ -336,7 +337,7 @@ class ConformanceTests:
     """Base class of a conformance test class: subclass as ``Test...``, implement
     :meth:`make_harness`; one ``test_<check>`` method per entry of :data:`CHECKS`."""
 
-    def make_harness(self) -> Harness:
+    def make_harness(self) -> Harness | Backend:
         raise NotImplementedError("implement make_harness() to return a Harness or a Backend")
 
     def run_check(self, check: Check) -> None:
@@ -361,7 +362,7 @@ def conformance_tests(factory: HarnessFactory, name: str = "TestConformance") ->
     Assign it to a module-level name starting with ``Test`` for pytest to collect.
     """
 
-    def make_harness(self: ConformanceTests) -> Harness:
-        return as_harness(factory())
+    def make_harness(self: ConformanceTests) -> Harness | Backend:
+        return factory()
 
     return type(name, (ConformanceTests,), {"make_harness": make_harness})
