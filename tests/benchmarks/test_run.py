@@ -57,7 +57,7 @@ def test_quick_json_run_reports_every_metric_and_leaves_no_process() -> None:
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--json",
          "--skip", "qemu_start_ratio"],
-        capture_output=True, text=True, timeout=280, env={**os.environ, key: value},
+        check=False, capture_output=True, text=True, timeout=280, env={**os.environ, key: value},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)  # one JSON object, nothing else on stdout
@@ -104,7 +104,7 @@ def test_a_metric_passes_by_its_direction(bench_modules: None) -> None:
 def test_skip_rejects_unknown_metric_names() -> None:
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "run.py"), "--skip", "import_msec"],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2
     assert "unknown metric import_msec" in result.stderr
