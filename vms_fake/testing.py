@@ -25,10 +25,10 @@ from vms_core.testing.harness import (
     DELAY,
     DIE,
     FAIL,
+    ChildCensus,
     Harness,
     KitFailure,
     Observer,
-    child_processes,
 )
 from vms_fake.backend import FakeBackend
 from vms_fake.faults import FaultPlan
@@ -179,8 +179,10 @@ def in_process_harness(home: Path | str | None = None, **options: Any) -> Harnes
     runner = CountingRunner(simulator)
     backend.runner = runner
 
+    new_children = ChildCensus()
+
     def leftovers() -> list[str]:
-        return runner.in_process_runs_alive() + child_processes()
+        return runner.in_process_runs_alive() + new_children()
 
     return Harness(
         backend,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import settings
 
 from vms_core import ConfigError, State
-from vms_core.testing import Harness, as_harness, child_processes
+from vms_core.testing import ChildCensus, Harness, as_harness, child_processes
 from vms_core.testing.profiles import PROFILE_ENV, examples, load_profile
 
 from .memory_backend import MemoryBackend
@@ -54,3 +54,26 @@ def test_profiles_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         settings.register_profile("restored", current)
         settings.load_profile("restored")
+
+
+@pytest.mark.timeout(30)
+def test_a_census_reports_only_children_born_after_it() -> None:
+    older = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        census = ChildCensus()
+        assert census() == []
+        younger = subprocess.Popen([sys.executable, "-c", "pass"])
+        younger.wait(timeout=20)
+        assert census() == []
+        younger = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+        )
+        try:
+            assert [line.split()[1] for line in census()] == [str(younger.pid)]
+        finally:
+            younger.communicate(timeout=20)
+        assert census() == []
+    finally:
+        older.communicate(timeout=20)

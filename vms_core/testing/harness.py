@@ -73,7 +73,7 @@ class Harness:
     commands: CommandCounter | None = None
     #: Defaults to the backend's own ``list_vms`` (for tart: ``tart list``).
     observe: Observer | None = None
-    #: Defaults to :func:`child_processes` (this process's children, Linux only).
+    #: Defaults to a :class:`ChildCensus` (this process's new children, Linux only).
     leftover_processes: ProcessCensus | None = None
     #: Passed as ``timeout=`` to every operation (None: the backend's defaults).
     timeout: float | None = None
@@ -84,7 +84,7 @@ class Harness:
         if self.observe is None:
             self.observe = observe_by_listing(self.backend)
         if self.leftover_processes is None:
-            self.leftover_processes = child_processes
+            self.leftover_processes = ChildCensus()
 
     def fault_kinds(self) -> frozenset[str]:
         return self.faults.kinds if self.faults is not None else frozenset()
@@ -115,17 +115,13 @@ def observe_by_listing(backend: Backend) -> Observer:
     return observe
 
 
-def child_processes(pid: int | None = None) -> list[str]:
-    """Live or unreaped (zombie) children of ``pid`` (default: this process).
-
-    Reads ``/proc``; returns an empty list where there is no ``/proc``.
-    """
-    pid = os.getpid() if pid is None else pid
+def _children(pid: int) -> dict[int, str]:
+    """Pid -> description of the live or unreaped children of ``pid`` (empty without /proc)."""
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return []
-    found = []
+        return {}
+    found = {}
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -139,8 +135,34 @@ def child_processes(pid: int | None = None) -> list[str]:
         fields = stat[comm_end + 2 :].split()
         if len(fields) >= 2 and fields[1] == str(pid):
             comm = stat[stat.find("(") + 1 : comm_end]
-            found.append(f"pid {entry} ({comm}, state {fields[0]})")
+            found[int(entry)] = f"pid {entry} ({comm}, state {fields[0]})"
     return found
+
+
+def child_processes(pid: int | None = None) -> list[str]:
+    """Live or unreaped (zombie) children of ``pid`` (default: this process).
+
+    Reads ``/proc``; returns an empty list where there is no ``/proc``.
+    """
+    return list(_children(os.getpid() if pid is None else pid).values())
+
+
+class ChildCensus:
+    """This process's children that were not there when the census was made.
+
+    The default process census of a :class:`Harness`: children that other code
+    (another test's fixture, a test runner) already had are not the backend's.
+    """
+
+    def __init__(self) -> None:
+        self.baseline = frozenset(_children(os.getpid()))
+
+    def __call__(self) -> list[str]:
+        return [
+            description
+            for pid, description in _children(os.getpid()).items()
+            if pid not in self.baseline
+        ]
 
 
 class KitFailure(AssertionError):
