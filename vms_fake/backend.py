@@ -50,6 +50,9 @@ class FakeBackend(TartBackend):
     name = "fake"
     Options: type[Any] = FakeOptions
     options: FakeOptions
+    #: A running VM is an object in this process and dies with it (``vms run --keep``
+    #: reads this to keep the VM stopped rather than claim it stays running).
+    vms_outlive_process = False
 
     def _default_runner(self) -> TartRunner:
         opts = self.options
