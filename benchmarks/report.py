@@ -101,11 +101,6 @@ def timed_snippet(code: str) -> str:
     )
 
 
-def fresh_ms(code: str) -> float:
-    """Milliseconds ``code`` takes at the start of a fresh interpreter (timed inside it)."""
-    return fresh_times(code)[0]
-
-
 def fresh_times(code: str) -> tuple[float, float]:
     """Wall and CPU milliseconds ``code`` takes at the start of a fresh interpreter."""
     wall, cpu = fresh_python(timed_snippet(code)).strip().splitlines()[-1].split()

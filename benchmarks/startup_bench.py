@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from report import Metric, fresh_ms, fresh_times, interleaved, median_of_ratios
+from report import Metric, fresh_times, interleaved, median_of_ratios
 
 IMPORT_CORE = "import vms_core"
 LOAD_BY_NAME = "from vms_core import load_backend\nload_backend('tart')"
@@ -31,7 +31,17 @@ def measure(samples: int) -> list[Metric]:
     import_times = [fresh_times(IMPORT_CORE) for _ in range(samples)]
     import_ms = [wall for wall, _ in import_times]
     startup_ms = [interpreter_startup_ms() for _ in range(samples)]
-    pairs = interleaved(lambda: fresh_ms(LOAD_BY_NAME), lambda: fresh_ms(IMPORT_DIRECT), samples)
+    by_name: list[tuple[float, float]] = []
+    direct: list[tuple[float, float]] = []
+
+    def sample(code: str, into: list[tuple[float, float]]) -> float:
+        into.append(fresh_times(code))
+        return into[-1][0]
+
+    pairs = interleaved(
+        lambda: sample(LOAD_BY_NAME, by_name), lambda: sample(IMPORT_DIRECT, direct), samples
+    )
+    cpu_pairs = [(a[1], b[1]) for a, b in zip(by_name, direct, strict=True)]
     return [
         Metric(
             "import_ms",
@@ -54,6 +64,7 @@ def measure(samples: int) -> list[Metric]:
                 "samples": samples,
                 "by_name_ms_median": round(statistics.median(p[0] for p in pairs), 1),
                 "direct_ms_median": round(statistics.median(p[1] for p in pairs), 1),
+                "cpu_ratio": round(median_of_ratios(cpu_pairs), 3),
             },
         ),
     ]
