@@ -16,7 +16,10 @@ from vms_core.testing.statemachine import legal_after_failure
 
 from .memory_backend import MemoryBackend, memory_harness
 
-TestMemoryMachine = InstanceStateMachine.configure(memory_harness, name="MemoryMachine").TestCase
+# The reference backend: the fake (tests/kit/test_fake.py) gets the full profile.
+TestMemoryMachine = InstanceStateMachine.configure(
+    memory_harness, name="MemoryMachine", max_examples=examples(0.3)
+).TestCase
 
 TestUnsuspendableMemoryMachine = InstanceStateMachine.configure(
     lambda: memory_harness(suspendable=False),
