@@ -58,10 +58,10 @@ def test_debug_adds_the_traceback_and_log_records(vms: Vms) -> None:
 def test_an_internal_error_says_so_and_exits_1(
     vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_list() -> dict[str, str]:
+    def broken_list(prefix: str | None = None) -> list[object]:
         raise TypeError("a bug")
 
-    monkeypatch.setattr(memory.tool, "list", broken_list)
+    monkeypatch.setattr(memory, "list_vms", broken_list)
     outcome = vms("list", "--backend", "memory")
     assert outcome.status == ExitStatus.INTERNAL_ERROR
     assert outcome.error_lines == [

@@ -79,6 +79,7 @@ def test_backends_by_name_loads_only_those(vms: Vms, plugins: None) -> None:
     assert outcome.status == 0
     lines = outcome.out.splitlines()
     assert lines[0] == "probe  unavailable: probe tool not found"
+    assert len(lines) == 2  # no other backend was loaded or reported
     # The last line says what `vms run` would pick here (no VMS_* set, no tart on PATH).
     assert lines[-1].startswith("default: backend ")
 

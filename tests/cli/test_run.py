@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
-from kit.memory_backend import MemoryBackend, RunProcess
+from kit.memory_backend import MemoryBackend, MemoryInstance, RunProcess
 
 from vms_core import OperationTimeoutError, State
 from vms_core.cli.exit_status import ExitStatus
@@ -134,26 +136,47 @@ def test_a_failed_cleanup_names_the_leftover_and_how_to_remove_it(
     assert memory.tool.vms == {}
 
 
-def test_keep_leaves_the_vm_running_and_says_how_to_remove_it(
-    vms: Vms, memory: MemoryBackend
+class DetachableInstance(MemoryInstance):
+    """An instance whose VM can be let go to outlive the process, as tart's can."""
+
+    detached: ClassVar[list[str]] = []
+
+    def detach(self) -> None:
+        self.detached.append(self.name)
+
+
+def test_keep_detaches_the_vm_and_says_how_to_remove_it(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(memory, "instance_type", DetachableInstance)
+    monkeypatch.setattr(DetachableInstance, "detached", [])
     outcome = vms("run", "--backend", "memory", "--keep", "--name", "mem-k", "--", "true")
     assert outcome.status == 0
     assert "kept mem-k running at 10.0.0.2" in outcome.err
     assert "vms delete --backend memory --prefix mem-k" in outcome.err
+    assert DetachableInstance.detached == ["mem-k"]
     assert memory.list_vms()[0].state is State.RUNNING
     vms("delete", "--backend", "memory", "--prefix", "mem-k")
     assert memory.tool.vms == {}
 
 
+def test_keep_without_detach_keeps_the_vm_stopped(vms: Vms, memory: MemoryBackend) -> None:
+    # Such a backend stops its VMs at exit: "kept running" would be a lie.
+    outcome = vms("run", "--backend", "memory", "--keep", "--name", "mem-k", "--", "true")
+    assert outcome.status == 0
+    assert "kept mem-k stopped: backend memory stops its VMs when the program" in outcome.err
+    assert [(vm.name, vm.state) for vm in memory.list_vms()] == [("mem-k", State.STOPPED)]
+
+
 def test_keep_on_an_in_process_backend_keeps_the_vm_stopped(
     vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(memory, "instance_type", DetachableInstance)
     monkeypatch.setattr(memory, "vms_outlive_process", False, raising=False)
     outcome = vms("run", "--backend", "memory", "--keep", "--name", "mem-k", "--", "true")
     assert outcome.status == 0
     assert "kept mem-k stopped" in outcome.err
-    assert "cannot outlive it" in outcome.err
+    assert "runs VMs inside this process, so they cannot outlive it" in outcome.err
     assert [(vm.name, vm.state) for vm in memory.list_vms()] == [("mem-k", State.STOPPED)]
 
 

@@ -48,14 +48,19 @@ def removal_hint(backend: Backend, name: str) -> str:
     return f"vms delete --backend {backend.name} --prefix {shlex.quote(name)}"
 
 
-def vms_outlive_process(backend: Backend) -> bool:
-    """Whether this backend's VMs keep running after ``vms`` exits.
+def why_vm_cannot_outlive_us(backend: Backend, instance: Instance) -> str | None:
+    """None when ``instance`` can keep running after ``vms`` exits, else the reason.
 
-    A backend whose VMs live inside the calling process (the in-process ``fake``)
-    sets ``vms_outlive_process = False``; every other backend's VMs are separate
-    processes (``tart run``, QEMU) that survive us.
+    Backends stop the VMs they started when the interpreter exits, so a VM is never
+    orphaned by a crash; an instance with a ``detach()`` method can be let go. A
+    backend whose VMs live inside the calling process (the in-process ``fake``)
+    declares ``vms_outlive_process = False``: detaching cannot save those.
     """
-    return bool(getattr(backend, "vms_outlive_process", True))
+    if not getattr(backend, "vms_outlive_process", True):
+        return f"backend {backend.name} runs VMs inside this process, so they cannot outlive it"
+    if not callable(getattr(instance, "detach", None)):
+        return f"backend {backend.name} stops its VMs when the program that started them exits"
+    return None
 
 
 class RunSession:
@@ -195,16 +200,16 @@ class RunSession:
     def _keep(self, instance: Instance) -> None:
         self.phase = "keep"
         hint = removal_hint(self.backend, instance.id)
-        if not vms_outlive_process(self.backend):
-            # Leaving it "running" would be a lie: it dies with this process.
+        reason = why_vm_cannot_outlive_us(self.backend, instance)
+        if reason is not None:
+            # Saying "kept running" would be a lie: it would die when we exit.
             if instance.state() is State.RUNNING:
                 with self.progress.step(f"Stopping {instance.id}"):
                     instance.stop()
-            self._tell(
-                f"kept {instance.id} stopped: backend {self.backend.name} runs VMs inside "
-                f"this process, so they cannot outlive it; remove it with: {hint}"
-            )
+            self._tell(f"kept {instance.id} stopped: {reason}; remove it with: {hint}")
             return
+        detach = getattr(instance, "detach")  # noqa: B009  # not in the Instance protocol
+        detach()
         ip = _ip_or_none(instance)
         where = f" at {ip}" if ip else ""
         self._tell(f"kept {instance.id} running{where}; remove it with: {hint}")

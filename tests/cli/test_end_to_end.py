@@ -1,0 +1,151 @@
+"""The installed ``vms`` executable on the ``fake`` backend, as a user runs it.
+
+Each test gets its own tart home (``TART_HOME``), a PATH without tart, and no VMS_*
+variables; it runs ``vms`` in its own session so that nothing it started can outlive it
+unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("vms_fake.backend", reason="the fake backend is not installed")
+
+VMS = str(Path(sys.executable).with_name("vms"))
+#: Generous: only a hang should ever reach it.
+TIMEOUT = 60
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "tart-home"
+    home.mkdir()
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("VMS_", "TART_", "FAKE_TART_"))
+    }
+    environ["TART_HOME"] = str(home)
+    environ["PATH"] = os.pathsep.join([str(Path(VMS).parent), "/usr/bin", "/bin"])
+    return environ
+
+
+def vms(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VMS, *args], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+
+
+def leftover_vms(env: Mapping[str, str]) -> list[str]:
+    listed = vms(env, "list", "--backend", "fake", "--prefix", "", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return [vm["name"] for vm in json.loads(listed.stdout)]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("vms: error:")]
+
+
+def session_processes(session: int) -> list[str]:
+    """Processes still alive (or unreaped) in ``session``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[3]) == session:  # field 6 of stat: the session id
+            found.append(f"{entry}: {stat[: stat.rfind(')') + 1]}")
+    return found
+
+
+@pytest.fixture
+def spawn(env: dict[str, str]) -> Iterator[list[subprocess.Popen[str]]]:
+    """Popen ``vms`` in a new session; afterwards assert the session is empty."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert session_processes(process.pid) == []
+
+
+def start_vms(
+    spawn: list[subprocess.Popen[str]], env: Mapping[str, str], *args: str
+) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [VMS, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    spawn.append(process)
+    return process
+
+
+def read_until(process: subprocess.Popen[str], marker: str) -> str:
+    """stderr lines up to and including the first that contains ``marker``."""
+    assert process.stderr is not None
+    seen = ""
+    for line in process.stderr:
+        seen += line
+        if marker in line:
+            return seen
+    raise AssertionError(f"vms exited before printing {marker!r}:\n{seen}")
+
+
+def test_echo_hello_on_a_fresh_machine(env: dict[str, str]) -> None:
+    result = vms(env, "run", "--", "echo", "hello")
+    assert (result.returncode, result.stdout) == (0, "hello\n"), result.stderr
+    assert "vms: backend fake (" in result.stderr
+    assert leftover_vms(env) == []
+
+
+def test_the_guest_exit_status_is_ours(env: dict[str, str]) -> None:
+    result = vms(env, "run", "--", "sh", "-c", "exit 3")
+    assert result.returncode == 3, result.stderr
+    assert error_lines(result.stderr) == []
+    assert leftover_vms(env) == []
+
+
+def test_a_bad_image_is_one_line_and_leaves_nothing(env: dict[str, str]) -> None:
+    result = vms(env, "run", "--image", "ghcr.io/nobody/nothing:latest", "--", "true")
+    assert result.returncode == 5, result.stderr
+    assert len(error_lines(result.stderr)) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert leftover_vms(env) == []
+
+
+def test_an_unknown_backend_is_one_line(env: dict[str, str]) -> None:
+    result = vms(env, "run", "--backend", "nope", "--", "true")
+    assert result.returncode == 3
+    assert error_lines(result.stderr) == [
+        "vms: error: no backend named 'nope'; installed backends: fake, qemu, tart"
+    ]
+    assert leftover_vms(env) == []
+
+
+def test_a_missing_tart_binary_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "vms.toml"
+    config.write_text('backend = "tart"\n[tart]\nbinary = "/nonexistent/tart"\n')
+    result = vms(env, "run", "--config", str(config), "--", "true")
+    assert result.returncode == 3, result.stderr
+    [line] = error_lines(result.stderr)
+    assert line.startswith("vms: error: backend tart cannot run here: ")
+    assert "/nonexistent/tart" in line
+    assert leftover_vms(env) == []
