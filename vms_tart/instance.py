@@ -309,6 +309,8 @@ class TartInstance:
             status = process.poll()
             if status is not None:
                 raise self._died_error(process, status, f"{self._name} did not start")
+            if deadline.expired:
+                return None
             try:
                 entry = self._list_entry(deadline.remaining())
             except BackendCommandError as err:  # e.g. malformed output: look again
@@ -344,6 +346,8 @@ class TartInstance:
             status = process.poll()
             if status is not None:
                 raise self._died_error(process, status, f"{self._name} never became ready")
+            if deadline.expired:
+                return None  # no time left for an attempt: let poll_until report the timeout
             result = self._tart("exec", self._name, "echo", nonce, timeout=deadline.remaining())
             if not result.ok:  # agent not up yet, or the lock not yet taken: retry
                 failures.append(result)

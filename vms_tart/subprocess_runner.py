@@ -145,6 +145,8 @@ class _Child:
 
     def _reap(self) -> None:
         self.popen.wait()  # blocks in waitpid: the exit is an event, and the child is reaped
+        # Exited means "and its output is complete": the tail explains the exit.
+        self.finish_output()
         self.exited.set()
 
     def wait(self, timeout: float | None) -> int | None:
@@ -153,19 +155,30 @@ class _Child:
         return self.popen.returncode
 
     def finish_output(self) -> None:
-        """Let the drain threads reach EOF, without blocking on a pipe a grandchild holds."""
+        """Let the drain threads reach EOF after the exit.
+
+        A grandchild still holding the pipes (spec 8.20) gets ``DRAIN_GRACE_SECONDS``,
+        then its process group is killed: nothing outlives the command it belongs to.
+        """
+        deadline = time.monotonic() + DRAIN_GRACE_SECONDS
         for thread in self._drains:
-            thread.join(DRAIN_GRACE_SECONDS)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._drains):
+            logger.warning("%s exited but left processes holding its output", self.argv[0])
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            for thread in self._drains:
+                thread.join()
 
     def signal_process(self, signum: int) -> None:
-        if self.exited.is_set():
+        if self.popen.returncode is not None:  # reaped: the pid may belong to another process
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.popen.pid, signum)
 
     def kill_group(self) -> None:
         """SIGKILL the child's whole process group (it leads its own session)."""
-        if self.exited.is_set():
+        if self.popen.returncode is not None:
             return
         try:
             os.killpg(self.popen.pid, signal.SIGKILL)
@@ -300,14 +313,15 @@ class SubprocessRunner:
             # Ctrl-C while waiting: the child is in its own session and would not get it.
             child.kill_group()
             raise
-        if exit_code is None:
+        if exit_code is None and child.popen.returncode is None:
             child.kill_group()
             child.wait(None)
-            child.finish_output()
             raise OperationTimeoutError(
                 f"{' '.join(argv)} did not finish within {timeout:g}s and was killed"
             )
-        child.finish_output()
+        # It exited in time; its output is complete once the drains are done (bounded).
+        exit_code = child.wait(None)
+        assert exit_code is not None
         return CommandResult(
             argv=argv,
             exit_code=exit_code,

@@ -124,3 +124,16 @@ def test_children_are_stopped_when_python_exits(tmp_path: Path) -> None:
         subprocess.run(["true"], check=True)
     assert dead(pid)
     assert "stopping sleep 60 at interpreter exit" in done.stderr
+
+
+def test_a_grandchild_holding_the_pipes_neither_blocks_nor_survives(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild"
+    runner = SubprocessRunner("sh")
+    result = runner.run(["-c", f"sleep 60 & echo $! > {pid_file}; echo done"], timeout=30)
+    assert (result.exit_code, result.stdout) == (0, "done\n")
+    grandchild = int(pid_file.read_text())
+    for _ in range(200):
+        if dead(grandchild):
+            break
+        subprocess.run(["true"], check=True)
+    assert dead(grandchild)
