@@ -126,15 +126,13 @@ def shut_down_foreign(vmdir: VMDirectory, *, graceful_timeout: float) -> bool:
     pid = vmdir.running_pid()
     if pid is None:
         return False
-    if _monitor_command(vmdir, "system_powerdown") and _gone(vmdir, pid, graceful_timeout):
+    if _monitor_command(vmdir, "system_powerdown") and wait_until_ended(
+        pid, timeout=graceful_timeout
+    ):
         return False
-    if _monitor_command(vmdir, "quit") and _gone(vmdir, pid, QUIT_TIMEOUT):
+    if _monitor_command(vmdir, "quit") and wait_until_ended(pid, timeout=QUIT_TIMEOUT):
         return True
-    if vmdir.owns_process(pid):
-        logger.warning("%s: killing QEMU pid %d", vmdir.name, pid)
-        os.kill(pid, signal.SIGKILL)
-        if not _gone(vmdir, pid, QUIT_TIMEOUT):
-            raise VMError(f"QEMU pid {pid} of {vmdir.name} survived SIGKILL")
+    kill_foreign(vmdir)
     return True
 
 
@@ -142,14 +140,16 @@ def kill_foreign(vmdir: VMDirectory) -> None:
     """SIGKILL the VM's QEMU if one runs (verified by command line) and wait for it."""
     pid = vmdir.running_pid()
     if pid is not None:
+        logger.warning("%s: killing QEMU pid %d", vmdir.name, pid)
         os.kill(pid, signal.SIGKILL)
-        if not _gone(vmdir, pid, QUIT_TIMEOUT):
+        if not wait_until_ended(pid, timeout=QUIT_TIMEOUT):
             raise VMError(f"QEMU pid {pid} of {vmdir.name} survived SIGKILL")
 
 
-def _gone(vmdir: VMDirectory, pid: int, timeout: float) -> bool:
+def wait_until_ended(pid: int, *, timeout: float) -> bool:
+    """Wait for ``pid`` to exit (gone or a zombie); False after ``timeout`` seconds."""
     try:
-        poll_until(lambda: True if not vmdir.owns_process(pid) else None,
+        poll_until(lambda: True if VMDirectory.process_ended(pid) else None,
                    timeout=timeout, what=f"QEMU pid {pid} to exit", backoff=_POLL)
     except OperationTimeoutError:
         return False

@@ -181,6 +181,23 @@ class VMDirectory:
         wanted = os.fsencode(self.pidfile)
         return any(a == b"-pidfile" and b == wanted for a, b in itertools.pairwise(argv))
 
+    @staticmethod
+    def process_ended(pid: int) -> bool:
+        """True once ``pid`` has exited (gone, or a reapable zombie awaiting its parent).
+
+        Not the same as "no longer owned": while a process exits its command line is
+        already empty but its parent cannot reap it yet.
+        """
+        try:
+            status = Path(f"/proc/{pid}/stat").read_text()
+            if status.rpartition(")")[2].split()[:1] not in (["Z"], ["X"]):
+                return False
+            # A multi-threaded process shows Z for its leader while other threads still
+            # exit; its parent can reap it only when they are all gone.
+            return len(os.listdir(f"/proc/{pid}/task")) <= 1
+        except OSError:
+            return True
+
     def on_disk_state(self) -> tuple[State, str]:
         """(state, word) as any process can derive it: running, suspended, stopped."""
         if not self.metadata_file.is_file():
