@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -149,3 +151,95 @@ def test_a_missing_tart_binary_is_one_line(env: dict[str, str], tmp_path: Path) 
     assert line.startswith("vms: error: backend tart cannot run here: ")
     assert "/nonexistent/tart" in line
     assert leftover_vms(env) == []
+
+
+def slow_boot_config(tmp_path: Path) -> Path:
+    """The fake with a boot that takes real time, so a Ctrl-C can land during start."""
+    config = tmp_path / "slow.toml"
+    config.write_text('backend = "fake"\n[fake]\nvirtual_time = false\nboot_delay = 60\n')
+    return config
+
+
+def test_ctrl_c_during_start_cleans_up_and_exits_130(
+    env: dict[str, str], spawn: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    config = slow_boot_config(tmp_path)
+    process = start_vms(spawn, env, "run", "--config", str(config), "--", "echo", "never")
+    before = read_until(process, "vms: Starting ")
+    process.send_signal(signal.SIGINT)
+    out, after = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 130, before + after
+    assert out == ""
+    assert "vms: interrupted during start (" in after
+    assert after.splitlines()[-1] == "vms: error: interrupted"
+    assert "vms: deleted vms-" in after or "vms: stopped and deleted vms-" in after
+    assert "Traceback" not in after
+    assert leftover_vms(env) == []
+
+
+def test_sigterm_during_the_command_cleans_up(
+    env: dict[str, str], spawn: list[subprocess.Popen[str]]
+) -> None:
+    process = start_vms(spawn, env, "run", "--", "sleep", "60")
+    read_until(process, "vms: exec sleep 60")
+    process.send_signal(signal.SIGTERM)
+    _, after = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 130, after
+    assert "vms: interrupted during the command (" in after
+    assert "vms: stopped and deleted vms-" in after
+    assert after.splitlines()[-1] == "vms: error: interrupted by SIGTERM"
+    assert leftover_vms(env) == []
+
+
+def test_a_timeout_cleans_up_and_exits_124(env: dict[str, str]) -> None:
+    result = vms(env, "run", "--timeout", "1", "--", "sleep", "60")
+    assert result.returncode == 124, result.stderr
+    assert len(error_lines(result.stderr)) == 1
+    assert leftover_vms(env) == []
+
+
+def test_keep_on_the_in_process_fake_keeps_the_vm_stopped(env: dict[str, str]) -> None:
+    result = vms(env, "run", "--keep", "--name", "vms-kept", "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert "kept vms-kept stopped: backend fake runs VMs inside this process" in result.stderr
+    listed = json.loads(vms(env, "list", "--backend", "fake", "--json").stdout)
+    assert [(vm["name"], vm["state"]) for vm in listed] == [("vms-kept", "Stopped")]
+    removed = vms(env, "delete", "--backend", "fake", "--prefix", "vms-kept")
+    assert (removed.returncode, removed.stdout) == (0, "deleted vms-kept\n")
+    assert leftover_vms(env) == []
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                found.append(f"{entry}: {cmdline.decode(errors='replace')}")
+    return found
+
+
+def test_keep_over_the_fake_tart_executable_leaves_it_running(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # The tart backend driving the fake-tart executable: its `run` is a real process.
+    config = tmp_path / "tart.toml"
+    config.write_text('backend = "tart"\n[tart]\nbinary = "fake-tart"\n')
+    name = f"vms-keep-{os.getpid()}"
+    try:
+        result = vms(env, "run", "--config", str(config), "--keep", "--name", name, "--", "true")
+        assert result.returncode == 0, result.stderr
+        assert f"kept {name} running at " in result.stderr
+        # After vms exited, another vms sees it running, and the printed command removes it.
+        listed = json.loads(vms(env, "list", "--config", str(config), "--json").stdout)
+        assert [(vm["name"], vm["state"]) for vm in listed] == [(name, "Running")]
+        hint = shlex.split(result.stderr.split("remove it with: ")[1].splitlines()[0])
+        assert hint == ["vms", "delete", "--config", str(config), "--prefix", name]
+        removed = vms(env, *hint[1:])
+        assert (removed.returncode, removed.stdout) == (0, f"deleted {name}\n"), removed.stderr
+    finally:
+        vms(env, "delete", "--config", str(config), "--prefix", name)
+    assert processes_mentioning(name) == []

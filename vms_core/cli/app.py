@@ -22,7 +22,13 @@ from vms_core.cli.exit_status import ExitStatus, exit_status_for
 from vms_core.cli.inventory import delete_vms, list_vms, report_backends
 from vms_core.cli.progress import Progress
 from vms_core.cli.run import RunRequest, RunSession
-from vms_core.cli.selection import BACKEND_ENV, CONFIG_ENV, choose_backend, load_available
+from vms_core.cli.selection import (
+    BACKEND_ENV,
+    CONFIG_ENV,
+    BackendChoice,
+    choose_backend,
+    load_available,
+)
 from vms_core.errors import VMError
 from vms_core.render import FORMATS, render
 
@@ -47,10 +53,10 @@ def _progress(args: argparse.Namespace) -> Progress:
     return Progress(sys.stderr, quiet=args.quiet)
 
 
-def _backend(args: argparse.Namespace, progress: Progress) -> Backend:
+def _backend(args: argparse.Namespace, progress: Progress) -> tuple[Backend, BackendChoice]:
     choice = choose_backend(args.backend, args.config, os.environ)
     progress.say(choice.describe())
-    return load_available(choice)
+    return load_available(choice), choice
 
 
 def _cmd_states(args: argparse.Namespace) -> int:
@@ -75,7 +81,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout <= 0:
         args.parser.error("--timeout must be a positive number of seconds")
     progress = _progress(args)
-    backend = _backend(args, progress)
+    backend, choice = _backend(args, progress)
     request = RunRequest(
         command=tuple(command),
         image=args.image,
@@ -83,7 +89,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         keep=args.keep,
         timeout=args.timeout,
     )
-    session = RunSession(backend, request, progress, out=sys.stdout, err=sys.stderr)
+    session = RunSession(
+        backend,
+        request,
+        progress,
+        backend_options=choice.command_line(),
+        out=sys.stdout,
+        err=sys.stderr,
+    )
     with _sigterm_as_interrupt():
         return session.run()
 
@@ -107,7 +120,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     progress = _progress(args)
-    backend = _backend(args, progress)
+    backend, _ = _backend(args, progress)
     prefix = backend.name_prefix if args.prefix is None else args.prefix
     return list_vms(backend, prefix, sys.stdout, as_json=args.json)
 
@@ -116,7 +129,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     if not args.prefix:
         args.parser.error("delete needs a non-empty --prefix (it sweeps every VM matching it)")
     progress = _progress(args)
-    backend = _backend(args, progress)
+    backend, _ = _backend(args, progress)
     return delete_vms(backend, args.prefix, progress, sys.stdout, sys.stderr)
 
 

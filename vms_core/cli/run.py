@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from vms_core.backend import Backend
@@ -44,8 +44,9 @@ class RunRequest:
     timeout: float | None = None
 
 
-def removal_hint(backend: Backend, name: str) -> str:
-    return f"vms delete --backend {backend.name} --prefix {shlex.quote(name)}"
+def removal_hint(backend_options: Sequence[str], name: str) -> str:
+    """The command that deletes ``name`` (``backend_options`` choose the same backend)."""
+    return shlex.join(["vms", "delete", *backend_options, "--prefix", name])
 
 
 def why_vm_cannot_outlive_us(backend: Backend, instance: Instance) -> str | None:
@@ -72,11 +73,14 @@ class RunSession:
         request: RunRequest,
         progress: Progress,
         *,
+        backend_options: Sequence[str] = (),
         out: IO[str],
         err: IO[str],
         clock: Clock = time.monotonic,
     ) -> None:
         self.backend = backend
+        #: How the user chose the backend (e.g. ``--config vms.toml``), for the hints we print.
+        self.backend_options = tuple(backend_options) or ("--backend", backend.name)
         self.request = request
         self.progress = progress
         self.out = out
@@ -194,12 +198,12 @@ class RunSession:
     def _tell_left_behind(self, instance: Instance, reason: str) -> None:
         self._tell(
             f"could not clean up {instance.id} ({reason}); it may be left behind; "
-            f"remove it with: {removal_hint(self.backend, instance.id)}"
+            f"remove it with: {removal_hint(self.backend_options, instance.id)}"
         )
 
     def _keep(self, instance: Instance) -> None:
         self.phase = "keep"
-        hint = removal_hint(self.backend, instance.id)
+        hint = removal_hint(self.backend_options, instance.id)
         reason = why_vm_cannot_outlive_us(self.backend, instance)
         if reason is not None:
             # Saying "kept running" would be a lie: it would die when we exit.

@@ -29,6 +29,14 @@ class BackendChoice:
     name: str
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     reason: str = ""
+    #: The config file the options came from, if any.
+    config: str | None = None
+
+    def command_line(self) -> list[str]:
+        """Options that make another ``vms`` command choose the same backend, same options."""
+        if self.config:
+            return ["--config", self.config]
+        return ["--backend", self.name]
 
     def describe(self) -> str:
         """The one line ``vms`` prints on stderr about the choice."""
@@ -56,7 +64,7 @@ def choose_backend(
         where = f"{CONFIG_ENV}={config}" if config_from_env else f"config file {config}"
         if backend is None or backend == config_name:
             reason = f"--backend, options from {where}" if backend else where
-            return BackendChoice(config_name, options, reason)
+            return BackendChoice(config_name, options, reason, config)
         if not config_from_env:
             raise ConfigError(
                 f"--backend {backend} conflicts with {where}, which names backend {config_name!r}"
