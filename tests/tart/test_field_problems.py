@@ -1,7 +1,8 @@
 """The real-world problems of tart spec section 8, reproduced with the simulator's faults.
 
 Each ends in a legal state (the one tart itself reports) with a clear typed error.
-Problems that need a long real wait run in-process only (virtual time).
+Problems that need a long real wait, or involve no process, run in-process only
+(virtual time); those about the run process run against `fake-tart` too.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ def test_ip_at_start_waits_for_the_lease(in_process: World) -> None:
 
 
 # 8.3 stale leases answer for a stopped VM: we never ask tart for a stopped VM's IP.
-def test_a_stopped_vm_has_no_ip_even_with_a_stale_lease(world: World) -> None:
-    vm = cloned(world)
-    world.plan.stale_ip("vm1", "192.168.64.99")
+def test_a_stopped_vm_has_no_ip_even_with_a_stale_lease(in_process: World) -> None:
+    vm = cloned(in_process)
+    in_process.plan.stale_ip("vm1", "192.168.64.99")
     assert vm.properties().ip is None
-    settles(world, vm, State.STOPPED, "stopped")
+    settles(in_process, vm, State.STOPPED, "stopped")
 
 
 # 8.4 guests invisible to the DHCP resolver: no IP, ever.
@@ -85,8 +86,8 @@ def test_no_ip_at_start_fails_the_start_and_stops_the_vm(in_process: World) -> N
 
 
 # 8.6 suspending a VM not run with --suspendable kills it: we refuse instead.
-def test_suspend_without_suspendable_is_refused_before_any_command(world: World) -> None:
-    backend, runner = world.backend(run_options=("--no-graphics",))
+def test_suspend_without_suspendable_is_refused_before_any_command(in_process: World) -> None:
+    backend, runner = in_process.backend(run_options=("--no-graphics",))
     vm = backend.create_instance("vm1")
     vm.clone()
     vm.start()
@@ -96,7 +97,7 @@ def test_suspend_without_suspendable_is_refused_before_any_command(world: World)
     assert len(runner.calls) == before
     assert vm.state() is State.RUNNING
     vm.stop()
-    settles(world, vm, State.STOPPED, "stopped")
+    settles(in_process, vm, State.STOPPED, "stopped")
 
 
 # 8.6 the snapshot fails inside tart run (even with --suspendable, tart#147).
@@ -155,15 +156,15 @@ def test_vm_limit_with_another_vm_running(world: World) -> None:
 
 
 # 8.11 tart clone silently overwrites: refused with overwrite=false.
-def test_clone_over_an_existing_vm(world: World) -> None:
-    vm = cloned(world)
-    backend, runner = world.backend(overwrite=False)
+def test_clone_over_an_existing_vm(in_process: World) -> None:
+    vm = cloned(in_process)
+    backend, runner = in_process.backend(overwrite=False)
     with pytest.raises(VMExistsError):
         backend.create_instance("vm1").clone()
     assert "clone" not in runner.subcommands()
-    backend, _ = world.backend()  # the default follows tart: replace it
+    backend, _ = in_process.backend()  # the default follows tart: replace it
     backend.create_instance("vm1").clone()
-    settles(world, vm, State.STOPPED, "stopped")
+    settles(in_process, vm, State.STOPPED, "stopped")
 
 
 # 8.12 a stale control socket after a restart: exec cannot reach the agent.
@@ -187,13 +188,13 @@ def test_an_image_without_the_agent_never_becomes_ready(in_process: World) -> No
     settles(in_process, vm, State.STOPPED, "stopped")
 
 
-def test_agent_slow_to_come_up_is_retried(world: World) -> None:
-    vm = cloned(world)
-    world.plan.fail_exec("vm1", 2)
+def test_agent_slow_to_come_up_is_retried(in_process: World) -> None:
+    vm = cloned(in_process)
+    in_process.plan.fail_exec("vm1", 2)
     vm.start()
     assert vm.exec("echo", "ok").stdout == "ok\n"
     vm.stop()
-    settles(world, vm, State.STOPPED, "stopped")
+    settles(in_process, vm, State.STOPPED, "stopped")
 
 
 def test_slow_boot_is_waited_for(in_process: World) -> None:
@@ -205,17 +206,17 @@ def test_slow_boot_is_waited_for(in_process: World) -> None:
 
 
 # 8.13/8.14 output formats: malformed JSON from tart list is looked at again.
-def test_malformed_list_output_during_start_is_retried(world: World) -> None:
-    vm = cloned(world)
-    world.plan.malformed_json("list", times=2)
+def test_malformed_list_output_during_start_is_retried(in_process: World) -> None:
+    vm = cloned(in_process)
+    in_process.plan.malformed_json("list", times=2)
     vm.start()
     vm.stop()
-    settles(world, vm, State.STOPPED, "stopped")
+    settles(in_process, vm, State.STOPPED, "stopped")
 
 
 # 8.15 delete of a missing VM.
-def test_delete_of_a_never_cloned_vm_is_not_found(world: World) -> None:
-    backend, _ = world.backend()
+def test_delete_of_a_never_cloned_vm_is_not_found(in_process: World) -> None:
+    backend, _ = in_process.backend()
     vm = backend.create_instance("ghost")
     with pytest.raises(NotFoundError, match="does not exist"):
         vm.delete()
@@ -223,16 +224,16 @@ def test_delete_of_a_never_cloned_vm_is_not_found(world: World) -> None:
 
 
 # 8.17 registry or keychain failures during clone.
-def test_clone_failure_from_the_registry_reverts_to_initial(world: World) -> None:
-    backend, _ = world.backend()
+def test_clone_failure_from_the_registry_reverts_to_initial(in_process: World) -> None:
+    backend, _ = in_process.backend()
     vm = backend.create_instance("vm1")
-    world.plan.fail_command(
+    in_process.plan.fail_command(
         "clone", stderr='Error: Failed(message: "Keychain returned unsuccessful status -25308")'
     )
     with pytest.raises(BackendCommandError, match="Keychain") as caught:
         vm.clone()
     assert caught.value.exit_code == 1
-    assert vm.state() is State.INITIAL and world.tart_state("vm1") is None
+    assert vm.state() is State.INITIAL and in_process.tart_state("vm1") is None
 
 
 # 8.18/8.19 tart run fails at start (locked keychain, softnet without root).
@@ -283,23 +284,23 @@ def test_hanging_tart_stop_is_bounded_and_the_vm_still_stops(in_process: World) 
     settles(in_process, vm, State.STOPPED, "stopped")
 
 
-def test_failing_tart_suspend_leaves_the_vm_running(world: World) -> None:
-    vm = running(world)
-    world.plan.fail_command(
+def test_failing_tart_suspend_leaves_the_vm_running(in_process: World) -> None:
+    vm = running(in_process)
+    in_process.plan.fail_command(
         "suspend",
         stderr='Failed to suspend the VM: failed to send SIGUSR1 signal to the "tart run" '
         'process running VM "vm1"',
     )
     with pytest.raises(BackendCommandError, match="SIGUSR1"):
         vm.suspend()
-    assert vm.state() is State.RUNNING and world.tart_state("vm1") == "running"
+    assert vm.state() is State.RUNNING and in_process.tart_state("vm1") == "running"
     vm.stop()
-    settles(world, vm, State.STOPPED, "stopped")
+    settles(in_process, vm, State.STOPPED, "stopped")
 
 
-def test_failing_delete_keeps_the_state(world: World) -> None:
-    vm = cloned(world)
-    world.plan.fail_command("delete", stderr="disk busy")
+def test_failing_delete_keeps_the_state(in_process: World) -> None:
+    vm = cloned(in_process)
+    in_process.plan.fail_command("delete", stderr="disk busy")
     with pytest.raises(BackendCommandError, match="disk busy"):
         vm.delete()
-    settles(world, vm, State.STOPPED, "stopped")
+    settles(in_process, vm, State.STOPPED, "stopped")
