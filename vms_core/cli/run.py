@@ -109,6 +109,13 @@ class RunSession:
                 self._keep(instance)
             else:
                 self._tear_down(instance)
+        except OperationTimeoutError as error:
+            self._clean_up_after(error, instance)
+            if self.request.timeout is None or not self.deadline.expired:
+                raise  # the backend's own limit, not --timeout
+            raise OperationTimeoutError(
+                f"--timeout {self.request.timeout:g}s ran out during {self.phase}"
+            ) from error
         except BaseException as error:
             self._clean_up_after(error, instance)
             raise
@@ -183,7 +190,12 @@ class RunSession:
             self._tell_left_behind(instance, "cleanup failed")
             return
         before = instance.state()
-        what = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        if isinstance(error, KeyboardInterrupt):
+            what = "interrupted"
+        elif isinstance(error, OperationTimeoutError):
+            what = "timed out"
+        else:
+            what = "failed"
         self._tell(f"{what} during {self.phase} ({instance.id} is {before}); cleaning up")
         try:
             cleanup(instance)
