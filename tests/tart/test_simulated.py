@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -189,3 +192,43 @@ def test_fake_entry_point(tmp_path: Path) -> None:
     assert [(i.name, i.state) for i in other.list_vms("f-")] == [(vm.id, State.SUSPENDED)]
     report = other.delete_all("f-")
     assert report.deleted == [vm.id] and report.ok
+
+
+def test_a_vm_does_not_outlive_the_python_process_that_started_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    program = textwrap.dedent(
+        f"""
+        from vms_core import load_backend
+        backend = load_backend("tart", binary={FAKE_TART!r}, home={str(home)!r})
+        vm = backend.create_instance("left")
+        vm.clone()
+        vm.start()
+        print(vm.exec("echo", "up").stdout, end="", flush=True)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout == "up\n"
+    backend = load_backend("tart", binary=FAKE_TART, home=str(home))
+    assert [(i.name, i.state) for i in backend.list_vms()] == [("left", State.STOPPED)]
+    backend.delete_all()
+
+
+def test_a_detached_vm_keeps_running_after_python_exits(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    program = textwrap.dedent(
+        f"""
+        from vms_core import load_backend
+        backend = load_backend("tart", binary={FAKE_TART!r}, home={str(home)!r})
+        vm = backend.create_instance("kept")
+        vm.clone()
+        vm.start()
+        vm.detach()
+        """
+    )
+    subprocess.run([sys.executable, "-c", program], timeout=60, check=True)
+    backend = load_backend("tart", binary=FAKE_TART, home=str(home))
+    assert [(i.name, i.state) for i in backend.list_vms()] == [("kept", State.RUNNING)]
+    report = backend.delete_all(stop_timeout=5)
+    assert report.ok and backend.list_vms() == []
