@@ -109,7 +109,11 @@ class LifecycleBench:
         self.env = {**os.environ, "TART_HOME": str(self.home)}
         self._serial = 0
         # Both sides then clone from the local OCI cache, as a warm machine would.
-        self._tart("pull", source, check=True)
+        try:
+            self._tart("pull", source, check=True)
+        except BaseException:
+            self.close()
+            raise
         self.library_phases: list[dict[str, float]] = []
         self.bare_phases: list[dict[str, float]] = []
         self.library_commands: list[list[tuple[str, ...]]] = []
