@@ -89,6 +89,8 @@ class RunSession:
         self.instance: Instance | None = None
         #: What the run is doing, for "interrupted during start" messages.
         self.phase = "setup"
+        #: The error raised when --timeout ran out between steps (reported as it is).
+        self._timeout_error: OperationTimeoutError | None = None
 
     def run(self) -> int:
         """The guest command's exit status (shell style), or raise what ended the run."""
@@ -111,7 +113,9 @@ class RunSession:
                 self._tear_down(instance)
         except OperationTimeoutError as error:
             self._clean_up_after(error, instance)
-            if self.request.timeout is None or not self.deadline.expired:
+            if self.request.timeout is None or error is self._timeout_error:
+                raise
+            if not self.deadline.expired:
                 raise  # the backend's own limit, not --timeout
             raise OperationTimeoutError(
                 f"--timeout {self.request.timeout:g}s ran out during {self.phase}"
@@ -132,9 +136,10 @@ class RunSession:
     def _remaining(self, what: str) -> float | None:
         remaining = self.deadline.remaining()
         if remaining is not None and remaining <= 0:
-            raise OperationTimeoutError(
+            self._timeout_error = OperationTimeoutError(
                 f"--timeout {self.request.timeout:g}s ran out before {what}"
             )
+            raise self._timeout_error
         return remaining
 
     def _settle(self, doing: str, what: str, operation: Callable[..., object]) -> None:
