@@ -58,6 +58,11 @@ class VMIncomplete(Exception):
 class LocalRun(Protocol):
     """An in-process ``run`` as the world sees it: something to deliver signals to."""
 
+    @property
+    def alive(self) -> bool: ...
+
+    def tick(self) -> None: ...
+
     def deliver(self, signum: int) -> None: ...
 
     def guest_event(self, event: dict[str, str]) -> None: ...
@@ -287,8 +292,11 @@ class TartHome:
     def holder(directory: Path) -> int | None:
         """Who holds the VM's lock: a PID, ``-1`` for an in-process run, or None."""
         config = directory / CONFIG
-        if local_run(config) is not None:
-            return -1
+        run = local_run(config)
+        if run is not None:
+            run.tick()  # a crash due by now (on a virtual clock) has happened
+            if run.alive:
+                return -1
         return lock_holder(config)
 
     def state(self, directory: Path) -> str:

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _python_blocks(text: str) -> list[str]:
-    blocks, body, inside = [], [], False
+    blocks: list[str] = []
+    body: list[str] = []
+    inside = False
     for line in text.splitlines(keepends=True):
         if line.startswith("```"):
             if inside:

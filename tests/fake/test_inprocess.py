@@ -166,3 +166,14 @@ def test_echo_emulation_matches_real_echo_on_random_words(words: list[str]) -> N
     if emulated is not None:
         real = subprocess.run(["/bin/echo", *words], capture_output=True, check=True)
         assert emulated.encode() == real.stdout
+
+
+def test_scheduled_crash_shows_in_state_once_its_time_has_come(runner: InProcessRunner) -> None:
+    runner.run(["clone", MACOS, "vm"])
+    runner.plan.crash_after("vm", 30)
+    process = runner.spawn(["run", "vm"])
+    runner.sleep(10)
+    assert '"State" : "running"' in runner.run(["get", "vm", "--format", "json"]).stdout
+    runner.sleep(30)  # nobody polls the run: looking at the VM is enough
+    assert '"State" : "stopped"' in runner.run(["get", "vm", "--format", "json"]).stdout
+    assert process.poll() == 1
