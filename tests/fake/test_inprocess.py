@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -177,3 +178,16 @@ def test_scheduled_crash_shows_in_state_once_its_time_has_come(runner: InProcess
     runner.sleep(30)  # nobody polls the run: looking at the VM is enough
     assert '"State" : "stopped"' in runner.run(["get", "vm", "--format", "json"]).stdout
     assert process.poll() == 1
+
+
+def test_accessed_reads_like_foundations_relative_formatter(runner: InProcessRunner) -> None:
+    runner.run(["clone", MACOS, "vm"])
+    seen = []
+    for seconds in (1, 89, 2 * 3600, 3 * 86400):
+        runner.sleep(seconds)
+        row = runner.run(["list", "--source", "local"]).stdout.splitlines()[1]
+        match = re.search(r"\d+ \w+ ago", row)
+        seen.append(match[0] if match else row)
+    assert seen == ["1 second ago", "1 minute ago", "2 hours ago", "3 days ago"]
+    runner.run(["get", "vm"])  # opening a VM marks it accessed; list does not
+    assert "in 0 seconds" in runner.run(["list", "--source", "local"]).stdout
