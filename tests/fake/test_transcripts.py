@@ -476,3 +476,23 @@ def test_clone_of_suspended_vm_keeps_mac_and_run_resets_a_colliding_mac(
     assert second.wait() == 0
     assert "restoring" not in second.stdout  # the reset discarded the snapshot
     first.wait()
+
+
+def test_incomplete_vm_directory(tart: Tart, macos: str) -> None:
+    (tart.home / "vms" / macos / "nvram.bin").unlink()
+    missing_files = "VM is missing some of its files (config.json, disk.img or nvram.bin)\n"
+    assert tart("get", macos) == Result(1, "", missing_files)
+    assert tart("run", macos) == Result(1, "", "Error: " + missing_files)
+    assert tart("list", "-q", "--source", "local") == Result(0, "", "")
+
+
+def test_clone_concurrency_must_be_positive(tart: Tart) -> None:
+    assert tart("clone", MACOS, "x", "--concurrency", "0") == Result(
+        64, "", "Error: network concurrency cannot be less than 1\n" + CLONE_USAGE
+    )
+
+
+def test_no_arguments_prints_help(tart: Tart) -> None:
+    result = tart()
+    assert result.exit_code == 0 and result.stderr == ""
+    assert "USAGE: tart <subcommand>" in result.stdout and "  suspend " in result.stdout
