@@ -13,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -177,11 +178,24 @@ def test_ctrl_c_during_start_cleans_up_and_exits_130(
     assert leftover_vms(env) == []
 
 
+def wait_for_file(path: Path, process: subprocess.Popen[str]) -> None:
+    """Until ``path`` exists; fails if ``process`` exits first (no fixed sleep decides)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not path.exists():
+        assert process.poll() is None, "vms exited before the guest command started"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
 def test_sigterm_during_the_command_cleans_up(
-    env: dict[str, str], spawn: list[subprocess.Popen[str]]
+    env: dict[str, str], spawn: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
-    process = start_vms(spawn, env, "run", "--", "sleep", "60")
-    read_until(process, "vms: exec sleep 60")
+    ready = tmp_path / "guest-started"
+    marker = f"{os.getpid()}.5"  # a sleep no other process runs, to look for afterwards
+    script = f'touch "{ready}"; exec sleep {marker}'
+    process = start_vms(spawn, env, "run", "--", "sh", "-c", script)
+    # Signal once the guest command runs: "during the command", not during its spawning.
+    wait_for_file(ready, process)
     process.send_signal(signal.SIGTERM)
     _, after = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 130, after
@@ -189,14 +203,17 @@ def test_sigterm_during_the_command_cleans_up(
     assert "vms: stopped and deleted vms-" in after
     assert after.splitlines()[-1] == "vms: error: interrupted by SIGTERM"
     assert leftover_vms(env) == []
+    assert processes_mentioning(f"sleep {marker}") == []
 
 
 def test_a_timeout_cleans_up_and_exits_124(env: dict[str, str]) -> None:
-    result = vms(env, "run", "--timeout", "1", "--", "sleep", "60")
+    marker = f"{os.getpid()}.25"
+    result = vms(env, "run", "--timeout", "1", "--", "sleep", marker)
     assert result.returncode == 124, result.stderr
     assert "vms: timed out during the command (" in result.stderr
     assert error_lines(result.stderr) == ["vms: error: --timeout 1s ran out during the command"]
     assert leftover_vms(env) == []
+    assert processes_mentioning(f"sleep {marker}") == []
 
 
 def test_keep_on_the_in_process_fake_keeps_the_vm_stopped(env: dict[str, str]) -> None:
