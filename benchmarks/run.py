@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import platform
 import sys
@@ -25,8 +24,6 @@ from typing import Any
 
 import report
 from report import Metric
-
-logger = logging.getLogger("benchmarks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +137,7 @@ def run(sizes: Sizes, skip: frozenset[str]) -> list[Metric]:
         started = time.perf_counter()
         print(f"measuring {', '.join(bench.metrics)} ...", file=sys.stderr, flush=True)
         metrics += bench.run(sizes)
-        logger.info("%s took %.1fs", bench.metrics[0], time.perf_counter() - started)
+        print(f"  done in {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
     return metrics
 
 
@@ -176,7 +173,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="leave these out (reported as null); a benchmark runs if any of its metrics is kept",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     host = machine()
     metrics = run(QUICK if args.quick else FULL, args.skip)
     mode = "quick" if args.quick else "full"
