@@ -15,6 +15,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 
 from report import Metric
 
@@ -81,9 +82,39 @@ def _traced(run: Callable[[], object]) -> int:
     return peak - baseline
 
 
+def _status_kib(field: str) -> int | None:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in KiB, if available."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _rss_peak_delta_kib(run: Callable[[], object]) -> int | None:
+    """How far the resident set's peak rose above its level before ``run`` (Linux only).
+
+    Writing 5 to ``/proc/self/clear_refs`` resets the peak (``VmHWM``) to the current RSS.
+    Unlike ``tracemalloc`` this includes thread stacks and native allocations.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        run()
+        return None
+    before = _status_kib("VmRSS")
+    run()
+    peak = _status_kib("VmHWM")
+    return None if before is None or peak is None else peak - before
+
+
 def measure(count: int) -> list[Metric]:
     """``scale_wall_seconds`` and ``scale_peak_kib_per_instance`` for ``count`` VMs."""
-    seconds, errors = _run_all(count)
+    outcome: list[tuple[float, list[BaseException]]] = []
+    rss_kib = _rss_peak_delta_kib(lambda: outcome.append(_run_all(count)))
+    seconds, errors = outcome[0]
     if errors:
         first = errors[0]
         reason = (
@@ -103,6 +134,11 @@ def measure(count: int) -> list[Metric]:
             round(peak / count / 1024.0, 1),
             None,
             unit="KiB",
-            details={"instances": count, "measured_with": "tracemalloc"},
+            details={
+                "instances": count,
+                "measured_with": "tracemalloc",
+                # From the untraced run: includes thread stacks and native memory.
+                "rss_peak_kib_per_instance": None if rss_kib is None else round(rss_kib / count, 1),
+            },
         ),
     ]
