@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from vms_core.errors import (
     NotFoundError,
@@ -121,6 +121,8 @@ class InstanceStateMachine(RuleBasedStateMachine):
         self.harness: Harness = as_harness(factory())
         try:
             self.instance = self.harness.backend.create_instance()
+            first = self.instance.state()
+            expect(first is State.INITIAL, f"a new instance is {first}, want Initial")
         except BaseException:
             self.harness.close()
             raise
@@ -141,11 +143,8 @@ class InstanceStateMachine(RuleBasedStateMachine):
 
     def operate(self, action: Action, *, failing: bool = False) -> None:
         """Perform ``action`` (with its command made to fail if ``failing``) and check it."""
-        try:
-            self._operate(action, failing)
-        finally:
-            if sys.exception() is None:
-                self.check_tool_agrees()
+        self._operate(action, failing)
+        self.check_after_step(ask_tool=True)
 
     def _operate(self, action: Action, failing: bool) -> None:
         vm, harness, before = self.instance, self.harness, self.model
@@ -220,11 +219,10 @@ class InstanceStateMachine(RuleBasedStateMachine):
         self.model = after
         self.death_unnoticed = False
 
+    @precondition(lambda self: self.capabilities.exec)
     @rule()
     def exec_echo(self) -> None:
         """Exec gives exact output while Running and is refused otherwise."""
-        if not self.capabilities.exec:
-            return
         self.execs += 1
         token = f"step-{self.execs}"
         before = self.model
@@ -242,6 +240,7 @@ class InstanceStateMachine(RuleBasedStateMachine):
                 f"echo {token} gave {result}",
             )
         expect(self.instance.state() is before, f"exec changed the state from {before}")
+        self.check_after_step()
 
     # --- environment events -----------------------------------------------------------------
 
@@ -261,7 +260,7 @@ class InstanceStateMachine(RuleBasedStateMachine):
             expect(after.is_stable, f"the VM died and the backend reports {after}")
             self.death_unnoticed = after is State.RUNNING
         self.model = after
-        self.check_tool_agrees()
+        self.check_after_step(ask_tool=True)
 
     @precondition(lambda self: DELAY in self.fault_kinds)
     @rule(seconds=st.sampled_from([0.5, 3.0, 30.0]))
@@ -269,21 +268,21 @@ class InstanceStateMachine(RuleBasedStateMachine):
         """The tool becomes slow; operations must still succeed (on the backend's clock)."""
         assert self.harness.faults is not None
         self.harness.faults.delay(self.instance.id, seconds)
+        self.check_after_step()
 
-    # --- invariants and teardown ------------------------------------------------------------
+    # --- what holds after every step, and teardown -------------------------------------------
 
-    @invariant()
-    def state_agrees_with_model(self) -> None:
+    def check_after_step(self, *, ask_tool: bool = False) -> None:
+        """``state()`` is the model's; with ``ask_tool`` the tool's own view agrees too.
+
+        Steps that may change the VM ask the tool (it costs a command). Checked inside
+        the steps rather than as hypothesis invariants, so that a failing program
+        prints as its steps alone.
+        """
         state = self.instance.state()
         expect(state is self.model, f"state() is {state}, the model says {self.model}")
-
-    def check_tool_agrees(self) -> None:
-        """After a step that may change the VM: the tool's own view agrees with ``state()``.
-
-        (Not an invariant: asking the tool costs a command, and other steps change nothing.)
-        """
-        if not self.death_unnoticed:
-            check_observed(self.harness, self.instance, self.instance.state())
+        if ask_tool and not self.death_unnoticed:
+            check_observed(self.harness, self.instance, state)
 
     def teardown(self) -> None:
         """Clean up from wherever the program got to; nothing may be left behind."""
