@@ -6,6 +6,7 @@ long-lived process that holds a real fcntl lock and answers real signals.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -22,8 +23,10 @@ from vms_fake.world import HomeError, TartHome, default_home
 
 def _write(stream: str, text: str) -> None:
     target = sys.stdout if stream == "stdout" else sys.stderr
-    target.buffer.write(text.encode("utf-8", "surrogateescape"))
-    target.buffer.flush()
+    # A reader that went away must not turn a clean exit into a traceback.
+    with contextlib.suppress(BrokenPipeError):
+        target.buffer.write(text.encode("utf-8", "surrogateescape"))
+        target.buffer.flush()
 
 
 def _finish(outcome: Outcome) -> int:
@@ -74,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args[:1] == ["run"]:
         return _run(args[1:], session)
-    return _finish(execute(args, session))
+    try:
+        return _finish(execute(args, session))
+    except KeyboardInterrupt:  # Ctrl-C cancels tart's task; the text is tart's best guess
+        return _finish(Outcome(1, "", "Error: CancellationError()\n"))
 
 
 if __name__ == "__main__":

@@ -351,8 +351,8 @@ def execute(argv: Sequence[str], session: Session) -> Outcome:
             return Outcome(0, spec.help_text())
         if command == "run":
             return _run_to_completion(args, session)
-        handler = _HANDLERS[command]
-        outcome = handler(values, session)
+        outcome = _HANDLERS[command](values, session)
+        logger.debug("fake tart %s exited with %s", command, outcome.exit_code)
         return _apply_output_faults(outcome, faults, values)
     except TartFailure as failure:
         return failure.outcome()

@@ -134,7 +134,7 @@ class InProcessRun:
             self._early_exit = -signum
 
     def kill(self) -> None:
-        self.send_signal(9)
+        self.send_signal(signal.SIGKILL)
 
     @property
     def stdout(self) -> str:

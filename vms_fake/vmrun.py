@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vms_fake.faults import FaultPlan, Timing, VMFaults
-from vms_fake.grammar import PrefixedFailure, TartFailure, UsageFailure
+from vms_fake.grammar import CommandSpec, PrefixedFailure, TartFailure, UsageFailure
 from vms_fake.images import Guest
 from vms_fake.locks import PidLock, home_lock, lock_holder
 from vms_fake.world import (
@@ -125,7 +125,7 @@ class VMRun:
 
     # -- start-up ----------------------------------------------------------------------
 
-    def validate(self, spec: Any) -> None:
+    def validate(self, spec: CommandSpec) -> None:
         """Run.validate(): open the VM; a suspended VM forces ``--suspendable``."""
         try:
             self.directory = self.home.open_vm(self.name)
@@ -350,10 +350,7 @@ def serve(run: VMRun) -> int:
     """
     watched = set(HANDLED_SIGNALS) | {GUEST_DOORBELL}
     signal.pthread_sigmask(signal.SIG_BLOCK, watched)
-    try:
-        run.start()
-    except TartFailure:
-        raise
+    run.start()
     while run.alive:
         deadline = run.next_deadline()
         if deadline is None:
