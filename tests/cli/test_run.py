@@ -160,6 +160,25 @@ def test_keep_detaches_the_vm_and_says_how_to_remove_it(
     assert memory.tool.vms == {}
 
 
+def test_keep_says_so_when_the_command_left_the_vm_stopped(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "instance_type", DetachableInstance)
+    monkeypatch.setattr(DetachableInstance, "detached", [])
+    real_exec = memory.tool.exec
+
+    def exec_then_power_off(name: str, argv: tuple[str, ...], stdin: str | None) -> object:
+        result = real_exec(name, argv, stdin)
+        memory.tool.crash(name)  # e.g. the command was `poweroff`
+        return result
+
+    monkeypatch.setattr(memory.tool, "exec", exec_then_power_off)
+    outcome = vms("run", "--backend", "memory", "--keep", "--name", "mem-k", "--", "true")
+    assert outcome.status == 0
+    assert "kept mem-k (Stopped); remove it with: " in outcome.err
+    assert DetachableInstance.detached == []
+
+
 def test_keep_without_detach_keeps_the_vm_stopped(vms: Vms, memory: MemoryBackend) -> None:
     # Such a backend stops its VMs at exit: "kept running" would be a lie.
     outcome = vms("run", "--backend", "memory", "--keep", "--name", "mem-k", "--", "true")

@@ -1,8 +1,8 @@
 """``vms run``: clone, start, exec one command, stop and delete, whatever happens.
 
-Every failure, timeout and Ctrl-C after the instance exists goes through
-:func:`_clean_up_after`, which removes the VM and says what it did before the
-error propagates to the command's error reporting.
+Every failure, timeout, Ctrl-C and SIGTERM after the instance exists goes through
+:meth:`RunSession._clean_up_after`, which removes the VM and says what it did
+before the error propagates to the command's error reporting.
 """
 
 from __future__ import annotations
@@ -228,6 +228,10 @@ class RunSession:
                 with self.progress.step(f"Stopping {instance.id}"):
                     instance.stop()
             self._tell(f"kept {instance.id} stopped: {reason}; remove it with: {hint}")
+            return
+        state = instance.state()
+        if state is not State.RUNNING:  # the command shut it down, or it crashed
+            self._tell(f"kept {instance.id} ({state}); remove it with: {hint}")
             return
         detach = getattr(instance, "detach")  # noqa: B009  # not in the Instance protocol
         detach()
