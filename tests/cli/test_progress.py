@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from vms_core.cli.progress import ERASE_LINE, Progress
+from vms_core.cli.progress import DEFAULT_WIDTH, ERASE_LINE, Progress
 
 
 class Terminal(io.StringIO):
@@ -42,7 +42,7 @@ def test_quiet_writes_nothing() -> None:
 
 def test_a_terminal_gets_a_spinner_that_is_erased_for_the_plain_line() -> None:
     stream = Terminal()
-    progress = Progress(stream, interval=60)
+    progress = Progress(stream, interval=60, delay=0)
     assert progress.live
     with progress.step("Starting vm-1"):
         pass
@@ -54,7 +54,7 @@ def test_a_terminal_gets_a_spinner_that_is_erased_for_the_plain_line() -> None:
 
 def test_the_spinner_stops_when_the_step_fails() -> None:
     stream = Terminal()
-    progress = Progress(stream, interval=60)
+    progress = Progress(stream, interval=60, delay=0)
     with pytest.raises(RuntimeError), progress.step("Cloning vm-1"):
         raise RuntimeError("clone failed")
     assert stream.getvalue().endswith("vms: Cloning vm-1\n")
@@ -64,3 +64,21 @@ def test_a_broken_stderr_does_not_fail_the_work() -> None:
     stream = io.StringIO()
     stream.close()
     Progress(stream).say("Running")  # no exception
+
+
+def test_a_quick_step_draws_no_spinner() -> None:
+    stream = Terminal()
+    progress = Progress(stream, delay=60)
+    with progress.step("Deleting vm-1"):
+        pass
+    assert stream.getvalue() == f"{ERASE_LINE}vms: Deleting vm-1\n"
+
+
+def test_the_spinner_fits_the_terminal_width() -> None:
+    stream = Terminal()
+    progress = Progress(stream, interval=60, delay=0)
+    with progress.step("Cloning vm-1 from " + "x" * 200):
+        pass
+    spinner_frame = stream.getvalue().split(ERASE_LINE)[1]
+    assert len(spinner_frame) < DEFAULT_WIDTH
+    assert spinner_frame.endswith("s")  # the running time is kept, the label is cut

@@ -6,6 +6,7 @@ spinner with the running time is drawn (and erased) while a step waits.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ PREFIX = "vms: "
 SPINNER_FRAMES = "|/-\\"
 #: ANSI: carriage return, then erase to the end of the line.
 ERASE_LINE = "\r\x1b[K"
+#: When the terminal's width cannot be read.
+DEFAULT_WIDTH = 80
 
 
 def is_terminal(stream: IO[str]) -> bool:
@@ -44,7 +47,9 @@ class Progress:
     """Writes ``vms: ...`` lines to ``stream`` unless ``quiet``.
 
     ``live`` (default: whether ``stream`` is a terminal) draws a spinner during
-    :meth:`step`; the drawing thread redraws every ``interval`` seconds.
+    :meth:`step` once it has lasted ``delay`` seconds (quick steps do not flicker),
+    redrawn every ``interval`` seconds and cut to the terminal's width (a wrapped
+    line could not be erased).
     """
 
     def __init__(
@@ -55,12 +60,14 @@ class Progress:
         live: bool | None = None,
         clock: Clock = time.monotonic,
         interval: float = 0.1,
+        delay: float = 0.3,
     ) -> None:
         self._stream = stream
         self.quiet = quiet
         self.live = is_terminal(stream) if live is None else live
         self._clock = clock
         self._interval = interval
+        self._delay = delay
         self._start = clock()
         self._write_lock = threading.Lock()
 
@@ -98,13 +105,24 @@ class Progress:
             self._write(f"{ERASE_LINE}{PREFIX}{doing}\n")
 
     def _spin(self, step: Step, stop: threading.Event) -> None:
+        if stop.wait(self._delay):
+            return
+        width = self._width()
         frame = 0
         while True:
             glyph = SPINNER_FRAMES[frame % len(SPINNER_FRAMES)]
-            self._write(f"{ERASE_LINE}{glyph} {step.doing} {step.elapsed:.1f}s")
+            elapsed = f" {step.elapsed:.1f}s"
+            text = f"{glyph} {step.doing}"[: max(width - len(elapsed) - 1, 0)]
+            self._write(f"{ERASE_LINE}{text}{elapsed}")
             frame += 1
             if stop.wait(self._interval):
                 return
+
+    def _width(self) -> int:
+        try:
+            return os.get_terminal_size(self._stream.fileno()).columns
+        except (AttributeError, OSError, ValueError):  # not a real terminal (e.g. a test double)
+            return DEFAULT_WIDTH
 
     def _write(self, text: str) -> None:
         with self._write_lock:
