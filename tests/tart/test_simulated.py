@@ -7,10 +7,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from vms_core import State, load_backend, load_backend_from_config
+from vms_core import ConfigError, State, load_backend, load_backend_from_config
 from vms_tart.backend import TartBackend
 from vms_tart.subprocess_runner import SubprocessRunner
 
@@ -232,3 +233,31 @@ def test_a_detached_vm_keeps_running_after_python_exits(tmp_path: Path) -> None:
     assert [(i.name, i.state) for i in backend.list_vms()] == [("kept", State.RUNNING)]
     report = backend.delete_all(stop_timeout=5)
     assert report.ok and backend.list_vms() == []
+
+
+def test_fake_backend_obeys_a_fault_plan_file(tmp_path: Path) -> None:
+    from vms_fake.faults import FaultPlan
+    from vms_tart.errors import VMLimitError
+
+    plan_file = tmp_path / "faults.json"
+    FaultPlan(plan_file).vm_limit_reached("limited")
+    backend = load_backend("fake", home=str(tmp_path / "home"), faults_file=str(plan_file))
+    vm = backend.create_instance("limited")
+    vm.clone()
+    with pytest.raises(VMLimitError):
+        vm.start()
+    assert vm.state() is State.STOPPED
+    vm.delete()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"boot_delay": -1}, "must not be negative"),
+        ({"nope": 1}, "accepted: .*virtual_time"),
+        ({"os": "windows"}, "macos"),
+    ],
+)
+def test_fake_backend_option_errors(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_backend("fake", **options)
