@@ -21,7 +21,9 @@ import pytest
 
 pytest.importorskip("vms_fake.backend", reason="the fake backend is not installed")
 
-VMS = str(Path(sys.executable).with_name("vms"))
+BIN = Path(sys.executable).parent
+#: The console script as installed; the module when the script is not beside the interpreter.
+VMS = [str(BIN / "vms")] if (BIN / "vms").exists() else [sys.executable, "-m", "vms_core.cli"]
 #: Generous: only a hang should ever reach it.
 TIMEOUT = 60
 
@@ -38,13 +40,14 @@ def env(tmp_path: Path) -> dict[str, str]:
         if not name.startswith(("VMS_", "TART_", "FAKE_TART_"))
     }
     environ["TART_HOME"] = str(home)
-    environ["PATH"] = os.pathsep.join([str(Path(VMS).parent), "/usr/bin", "/bin"])
+    # fake-tart is installed beside the interpreter; tart must not be found.
+    environ["PATH"] = os.pathsep.join([str(BIN), "/usr/bin", "/bin"])
     return environ
 
 
 def vms(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [VMS, *args], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+        [*VMS, *args], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
 
 
@@ -90,7 +93,7 @@ def start_vms(
     spawn: list[subprocess.Popen[str]], env: Mapping[str, str], *args: str
 ) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [VMS, *args],
+        [*VMS, *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
