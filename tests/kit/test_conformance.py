@@ -63,3 +63,19 @@ def test_run_conformance_names_the_failing_check(mutant: str, check: str, messag
         run_conformance(lambda: memory_harness(backend_type))
     assert f"- {check}: KitFailure: " in str(failure.value)
     assert message in str(failure.value)
+
+
+TestOnlySomeChecks = conformance_tests(
+    memory_harness, "TestOnlySomeChecks", only=("lifecycle_walk", "cleanup_from_running")
+)
+
+
+def test_only_some_checks_are_collected() -> None:
+    tests = sorted(
+        name
+        for name in dir(TestOnlySomeChecks)
+        if callable(getattr(TestOnlySomeChecks, name)) and name.startswith("test_")
+    )
+    assert tests == ["test_cleanup_from_running", "test_lifecycle_walk"]
+    with pytest.raises(ValueError, match="no such conformance check"):
+        conformance_tests(memory_harness, "TestTypo", only=("lifecycle",))

@@ -10,7 +10,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 import vms_core.states
 from vms_core import Action, State
-from vms_core.testing import InstanceStateMachine
+from vms_core.testing import Harness, InstanceStateMachine
 from vms_core.testing.profiles import examples
 from vms_core.testing.statemachine import legal_after_failure
 
@@ -63,3 +63,21 @@ def test_legal_states_after_a_failure() -> None:
         State.SUSPENDED, State.RUNNING, State.STOPPED, State.ERROR_UNKNOWN,
     }  # fmt: skip
     assert State.INITIAL not in legal_after_failure(State.DELETED, Action.CLONE)
+
+
+def test_programs_can_start_from_a_running_vm() -> None:
+    harnesses: list[Harness] = []
+
+    def factory() -> Harness:
+        harnesses.append(memory_harness())
+        return harnesses[-1]
+
+    machine = InstanceStateMachine.configure(factory, name="FromRunning", start_from=State.RUNNING)
+    run_state_machine_as_test(
+        machine, settings=settings(max_examples=5, deadline=None, database=None)
+    )
+    assert harnesses
+    for harness in harnesses:
+        assert isinstance(harness.backend, MemoryBackend)
+        commands = [argv[0] for argv in harness.backend.tool.commands if argv[0] != "list"]
+        assert commands[:2] == ["clone", "run"]

@@ -20,7 +20,7 @@ import io
 import logging
 import unittest
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 
 from vms_core.backend import Backend
@@ -356,13 +356,25 @@ for _name, _check in CHECKS.items():
     setattr(ConformanceTests, f"test_{_name}", _test_method(_check))
 
 
-def conformance_tests(factory: HarnessFactory, name: str = "TestConformance") -> type:
+def conformance_tests(
+    factory: HarnessFactory,
+    name: str = "TestConformance",
+    only: Collection[str] | None = None,
+) -> type:
     """A ``ConformanceTests`` subclass named ``name`` whose harness comes from ``factory``.
 
     Assign it to a module-level name starting with ``Test`` for pytest to collect.
+    ``only`` keeps just those checks (names of :data:`CHECKS`), for slow backends.
     """
+    if only is not None and not set(only) <= set(CHECKS):
+        unknown = ", ".join(sorted(set(only) - set(CHECKS)))
+        raise ValueError(f"no such conformance check(s): {unknown}; known: {', '.join(CHECKS)}")
 
     def make_harness(self: ConformanceTests) -> Harness | Backend:
         return factory()
 
-    return type(name, (ConformanceTests,), {"make_harness": make_harness})
+    namespace: dict[str, object] = {"make_harness": make_harness}
+    if only is not None:
+        for check_name in set(CHECKS) - set(only):
+            namespace[f"test_{check_name}"] = None  # hides the inherited test
+    return type(name, (ConformanceTests,), namespace)

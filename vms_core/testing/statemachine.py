@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from vms_core.errors import (
     NotFoundError,
@@ -48,6 +48,7 @@ from vms_core.errors import (
 from vms_core.instance import StopResult
 from vms_core.lifecycle import cleanup
 from vms_core.states import Action, State, is_allowed, is_noop, outcome
+from vms_core.testing.conformance import OPERATIONS, paths_to_stable_states
 from vms_core.testing.harness import (
     DELAY,
     DIE,
@@ -63,9 +64,6 @@ from vms_core.testing.harness import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: Every operation of the table (everything but the waiting no-op).
-OPERATIONS = tuple(action for action in Action if action is not Action.NONE)
 
 #: What a failed operation may leave besides the previous state and the outcome.
 ALWAYS_LEGAL_AFTER_FAILURE = frozenset({State.ERROR_UNKNOWN})
@@ -96,18 +94,24 @@ class InstanceStateMachine(RuleBasedStateMachine):
         factory: HarnessFactory,
         *,
         name: str = "InstanceMachine",
+        start_from: State = State.INITIAL,
         settings: Settings | None = None,
         **setting_values: Any,
     ) -> type[InstanceStateMachine]:
         """A subclass named ``name`` driving what ``factory`` makes.
 
+        ``start_from`` makes every program begin by walking the table's shortest path
+        to that stable state (a step ``reach_<state>()``): with a slow backend, a
+        handful of programs then still exercise a running VM.
+
         Its ``TestCase`` (for pytest or unittest) uses ``settings`` or, by default,
         the current hypothesis profile with ``deadline=None`` (VM operations take
         as long as they take) updated with ``setting_values``.
         """
-        machine: type[InstanceStateMachine] = type(
-            name, (cls,), {"harness_factory": staticmethod(factory)}
-        )
+        namespace: dict[str, Any] = {"harness_factory": staticmethod(factory)}
+        if start_from is not State.INITIAL:
+            namespace[f"reach_{start_from.name.lower()}"] = _reach_rule(start_from)
+        machine: type[InstanceStateMachine] = type(name, (cls,), namespace)
         machine.TestCase.settings = settings or Settings(**{"deadline": None, **setting_values})
         return machine
 
@@ -308,6 +312,19 @@ def _describe(result: object, error: BaseException | None) -> str:
     if error is None:
         return f"success ({result!r})"
     return f"{type(error).__name__}: {error}"
+
+
+def _reach_rule(target: State) -> Callable[[InstanceStateMachine], None]:
+    def reach(self: InstanceStateMachine) -> None:
+        path = paths_to_stable_states(self.capabilities.suspend).get(target)
+        if path is None:
+            raise KitFailure(f"{target} cannot be reached by {self.instance.id}")
+        for action in path:
+            self.operate(action)
+
+    reach.__name__ = reach.__qualname__ = f"reach_{target.name.lower()}"
+    reach.__doc__ = f"Walk the table's shortest path from Initial to {target}."
+    return initialize()(reach)
 
 
 def _operation_rule(action: Action) -> Callable[[InstanceStateMachine], None]:
