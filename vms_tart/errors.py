@@ -17,6 +17,7 @@ from vms_core.errors import (
     CommandNotFoundError,
     CommandNotRunningError,
     VMDiedError,
+    VMError,
 )
 from vms_tart.runner import CommandResult
 
@@ -83,7 +84,7 @@ def check(result: CommandResult, what: str = "tart command failed") -> CommandRe
 
 def run_exit_error(
     argv: Sequence[str], exit_status: int | None, output_tail: str, what: str
-) -> Exception:
+) -> VMError:
     """The error for a ``tart run`` that exited while we depended on it.
 
     Refusals tart reports before the VM starts (missing, already running) keep their

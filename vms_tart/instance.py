@@ -297,7 +297,7 @@ class TartInstance:
             self._last_exit = None
             self._unreported_exit = None
 
-    def _died_error(self, process: RunProcess, status: int, what: str) -> Exception:
+    def _died_error(self, process: RunProcess, status: int, what: str) -> VMError:
         return run_exit_error(
             process.argv, status, process.output_tail(), f"{what}: tart run exited"
         )
