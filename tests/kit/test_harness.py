@@ -11,7 +11,7 @@ from hypothesis import settings
 
 from vms_core import ConfigError, State
 from vms_core.testing import ChildCensus, Harness, as_harness, child_processes
-from vms_core.testing.profiles import PROFILE_ENV, examples, load_profile
+from vms_core.testing.profiles import PROFILE_ENV, examples, load_profile, loaded_profile
 
 from .memory_backend import MemoryBackend
 
@@ -43,10 +43,11 @@ def test_a_bare_backend_gets_an_observer_from_its_listing() -> None:
 
 
 def test_profiles_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    current = settings.default
+    current, current_name = settings.default, loaded_profile()
     try:
         monkeypatch.setenv(PROFILE_ENV, "quick")
         assert load_profile() == "quick"
+        assert loaded_profile() == "quick"
         assert examples(1.0) == 30 and examples(0.001) == 1
         monkeypatch.setenv(PROFILE_ENV, "nightly")
         with pytest.raises(ConfigError, match="choose one of ci, quick, thorough"):
@@ -54,6 +55,8 @@ def test_profiles_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         settings.register_profile("restored", current)
         settings.load_profile("restored")
+        if current_name is not None:
+            load_profile(current_name)
 
 
 @pytest.mark.timeout(30)

@@ -10,12 +10,12 @@ import pytest
 from vms_core import State
 from vms_core.testing import InstanceStateMachine
 from vms_core.testing.conformance import conformance_tests
-from vms_core.testing.profiles import examples
+from vms_core.testing.profiles import examples, loaded_profile
 from vms_qemu.backend import QemuBackend
 from vms_qemu.testing import qemu_harness
 
 AVAILABILITY = QemuBackend().availability()
-THOROUGH = examples(1.0) > 1000
+THOROUGH = loaded_profile() == "thorough"
 qemu_only = [
     pytest.mark.qemu,
     pytest.mark.slow,

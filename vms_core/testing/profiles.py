@@ -49,6 +49,9 @@ def register_profiles() -> None:
         settings.register_profile(profile_name(short), profile)
 
 
+_loaded: list[str] = []
+
+
 def load_profile(short: str | None = None) -> str:
     """Register and load ``short`` (default: ``$VMS_HYPOTHESIS_PROFILE`` or ``ci``)."""
     short = short or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
@@ -58,7 +61,13 @@ def load_profile(short: str | None = None) -> str:
         )
     register_profiles()
     settings.load_profile(profile_name(short))
+    _loaded[:] = [short]
     return short
+
+
+def loaded_profile() -> str | None:
+    """The short name :func:`load_profile` last loaded (None: it was never called)."""
+    return _loaded[0] if _loaded else None
 
 
 def examples(share: float) -> int:
