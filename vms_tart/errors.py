@@ -49,6 +49,8 @@ ALREADY_RUNNING = re.compile(r'VM "[^"]*" is already running')
 IS_RUNNING = re.compile(r'VM "[^"]*" is running')
 NO_IP = re.compile(r"no IP address found")
 AGENT_UNREACHABLE = re.compile(r"Failed to connect to the VM using its control socket")
+#: ``tart stop``'s SIGKILL fallback found the process already gone.
+ALREADY_GONE = re.compile(r"failed to forcefully terminate the VM .*No such process")
 VM_LIMIT = re.compile(r"The number of VMs exceeds the system limit")
 
 _CLASSIFIERS: tuple[tuple[re.Pattern[str], type[BackendCommandError], str], ...] = (

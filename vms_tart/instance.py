@@ -36,6 +36,7 @@ from vms_core.waiting import Backoff, Deadline, poll_until
 from vms_tart.config import TartOptions, whole_seconds
 from vms_tart.errors import (
     AGENT_UNREACHABLE,
+    ALREADY_GONE,
     NOT_RUNNING,
     NoIPAddressError,
     VMExistsError,
@@ -418,7 +419,11 @@ class TartInstance:
             return self._stop_process(process, graceful, op)
 
     def _stop_command(self, graceful: float) -> BackendCommandError | OperationTimeoutError | None:
-        """Run ``tart stop``; "not running" is success. Returns the failure, if any."""
+        """Run ``tart stop``; "not running" is success. Returns the failure, if any.
+
+        tart's SIGKILL fallback fails with "No such process" when the VM exited just
+        before it (always a risk with ``--timeout 0``): that is success too.
+        """
         try:
             result = self._tart(
                 "stop",
@@ -429,7 +434,7 @@ class TartInstance:
             )
         except OperationTimeoutError as err:
             return err
-        if result.ok or NOT_RUNNING.search(result.stderr):
+        if result.ok or NOT_RUNNING.search(result.stderr) or ALREADY_GONE.search(result.stderr):
             return None
         return result_error(result, f"tart stop of {self._name} failed")
 

@@ -21,6 +21,7 @@ from vms_core.errors import AlreadyRunningError
 from vms_tart.config import TartOptions
 from vms_tart.errors import AgentUnreachableError, NoIPAddressError, VMExistsError, VMLimitError
 from vms_tart.instance import TartInstance
+from vms_tart.runner import CommandResult
 
 from .doubles import ScriptedProcess, ScriptedRunner
 
@@ -503,3 +504,19 @@ def test_spawn_failure_reverts_the_state() -> None:
     with pytest.raises(BackendUnavailableError):
         instance.start()
     assert instance.state() is State.STOPPED
+
+
+def test_tart_stop_racing_the_exit_with_timeout_zero_is_not_an_error() -> None:
+    runner = ScriptedRunner()
+    instance = running(runner)
+
+    def sigint_then_kill_fails(args: object) -> CommandResult:
+        runner.processes[0].send_signal(signal.SIGINT)
+        return runner.result(
+            ("stop",), 1, err='failed to forcefully terminate the VM "vm1": No such process'
+        )
+
+    runner.script["stop"] = [sigint_then_kill_fails]
+    result = instance.stop(timeout=0)
+    assert runner.calls == [("stop", "vm1", "--timeout", "0")]
+    assert result.exit_status == 0 and instance.state() is State.STOPPED
