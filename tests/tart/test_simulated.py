@@ -261,3 +261,15 @@ def test_fake_backend_obeys_a_fault_plan_file(tmp_path: Path) -> None:
 def test_fake_backend_option_errors(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_backend("fake", **options)
+
+
+def test_stop_with_no_graceful_period(world: World) -> None:
+    backend, runner = world.backend()
+    vm = backend.create_instance("vm1")
+    vm.clone()
+    vm.start()
+    result = vm.stop(timeout=0)
+    assert ("stop", "vm1", "--timeout", "0") in runner.calls
+    assert result.exit_status is not None
+    assert vm.state() is State.STOPPED and world.tart_state("vm1") == "stopped"
+    vm.delete()
