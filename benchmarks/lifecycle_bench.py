@@ -14,7 +14,6 @@ default options and a recording runner that counts the tart commands it issues.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -35,12 +34,12 @@ from vms_tart.backend import TartBackend
 from vms_tart.config import DEFAULT_MACOS_RUN_OPTIONS, DEFAULT_SOURCE
 from vms_tart.runner import CommandResult, RunProcess, TartRunner
 
-logger = logging.getLogger(__name__)
-
 #: The fewest tart commands a lifecycle can take (see the module docstring).
 MINIMUM_INVOCATIONS = 7
 #: The bare script's pause before asking tart again (list, readiness exec).
 BARE_RETRY_PAUSE = 0.02
+#: How long the bare script waits for running and readiness before it gives up.
+BARE_WAIT_LIMIT = 60.0
 PHASES = ("clone", "start", "exec", "stop", "delete")
 
 
@@ -171,13 +170,16 @@ class LifecycleBench:
         name = self._name("bare")
         issued = 0
 
-        def tart(*args: str) -> subprocess.CompletedProcess[str]:
+        def tart(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
             nonlocal issued
             issued += 1
-            return self._tart(*args)
+            return self._tart(*args, check=check)
 
-        def until(ok: Callable[[], bool]) -> None:
+        def until(ok: Callable[[], bool], what: str) -> None:
+            deadline = time.monotonic() + BARE_WAIT_LIMIT
             while not ok():
+                if run.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"bare script: {name} never {what} (run: {run.poll()})")
                 time.sleep(BARE_RETRY_PAUSE)
 
         def running() -> bool:
@@ -197,8 +199,11 @@ class LifecycleBench:
             start_new_session=True,
         )
         try:
-            until(running)
-            until(lambda: tart("exec", name, "echo", "ready").returncode == 0)
+            until(running, "listed as running")
+            until(
+                lambda: tart("exec", name, "echo", "ready", check=False).returncode == 0,
+                "answered exec",
+            )
             phases.mark("start")
             tart("exec", name, "echo", "hello")
             phases.mark("exec")
