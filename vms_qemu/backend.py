@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from vms_core.backend import Availability, BackendBase, VMDetail, VMInfo
+from vms_core.errors import NotFoundError
 from vms_core.instance import Capabilities
 from vms_qemu.accel import Accelerator, resolve_accelerator
 from vms_qemu.guest import guest_files, missing_build_tools
@@ -95,8 +96,6 @@ class QemuBackend(BackendBase):
         )
 
     def _info(self, vmdir: VMDirectory) -> VMInfo:
-        from vms_core.errors import NotFoundError
-
         if not vmdir.exists():
             raise NotFoundError(f"no QEMU VM named {vmdir.name!r} in {vmdir.root}")
         state, word = vmdir.on_disk_state()

@@ -8,8 +8,9 @@ import os
 import re
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from vms_core.errors import (
     AlreadyRunningError,
@@ -33,7 +34,6 @@ from vms_qemu.process import (
     died,
     kill_foreign,
     shut_down,
-    wait_for_file,
 )
 from vms_qemu.qga import AgentCommandError, GuestAgentClient
 from vms_qemu.qmp import QMPClient
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from vms_qemu.backend import QemuBackend
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CAPABILITIES = Capabilities(suspend=True, exec=True, ip=True, detects_exit=True)
 #: One guest-agent handshake attempt during boot; repeated until the boot timeout.
@@ -232,13 +233,15 @@ class QemuInstance:
                 raise
 
     def _boot(self, process: QemuProcess, deadline: Deadline, *, resume: bool) -> None:
-        wait_for_file(self._vmdir.qmp_socket, process, timeout=_remaining(deadline))
-        with self._monitor() as monitor:
+        monitor = _connect_when_listening(
+            self._monitor, self._vmdir.qmp_socket, process, deadline)
+        with monitor:
             if resume:
                 self._finish_incoming(monitor, process, deadline)
             self._forwards = _read_forwards(monitor)
-        wait_for_file(self._vmdir.agent_socket, process, timeout=_remaining(deadline))
-        agent = GuestAgentClient.connect(str(self._vmdir.agent_socket))
+        agent = _connect_when_listening(
+            lambda: GuestAgentClient.connect(str(self._vmdir.agent_socket)),
+            self._vmdir.agent_socket, process, deadline)
         self._agent = agent
         while True:
             if not process.alive:
@@ -404,9 +407,10 @@ class QemuInstance:
         A command the guest cannot start (not found) gives exit code 127, like a shell.
         """
         argv = (command, *args)
-        agent = self._agent
-        if self.state() is not State.RUNNING or agent is None:
-            raise NotRunningError(f"{self.id} is {self.state()}, not Running")
+        agent, process = self._agent, self._process
+        state = self.state()
+        if state is not State.RUNNING or agent is None:
+            raise NotRunningError(f"{self.id} is {state}, not Running")
         try:
             finished = agent.run(command, list(args),
                                  stdin=None if stdin is None else stdin.encode(), timeout=timeout)
@@ -418,6 +422,8 @@ class QemuInstance:
                 raise
             result = ExecResult(argv, 127, "", err.description + "\n")
         except (ChannelClosedError, OSError) as err:
+            if process is not None:
+                process.wait(QUIT_TIMEOUT)  # the channel closes just before QEMU exits
             if self.state() is not State.RUNNING:
                 raise NotRunningError(f"{self.id} stopped while running {command}") from err
             raise
@@ -462,6 +468,23 @@ class QemuInstance:
         self._process = None
         self._forwards = []
         self._vmdir.clear_runtime_files()
+
+
+def _connect_when_listening(
+    connect: Callable[[], T], path: Path, process: QemuProcess, deadline: Deadline
+) -> T:
+    """Connect to a socket QEMU creates at startup (it may exist a moment before it listens)."""
+
+    def attempt() -> T | None:
+        if not process.alive:
+            raise died(process, f"QEMU exited before listening on {path.name}")
+        try:
+            return connect()
+        except (FileNotFoundError, ConnectionRefusedError):
+            return None
+
+    return poll_until(attempt, timeout=_remaining(deadline), what=f"QEMU to listen on {path.name}",
+                      backoff=_POLL)
 
 
 def _remaining(deadline: Deadline) -> float:

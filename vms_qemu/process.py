@@ -16,7 +16,6 @@ import signal
 import subprocess
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 from vms_core.errors import OperationTimeoutError, VMDiedError, VMError, tail
 from vms_core.waiting import Backoff, poll_until
@@ -116,7 +115,8 @@ def shut_down(process: QemuProcess, *, graceful_timeout: float) -> ShutdownOutco
         status = process.wait(QUIT_TIMEOUT)
         if status is not None:
             return ShutdownOutcome(status, forced=True)
-    logger.warning("%s: killing QEMU pid %d", process.vmdir.name, process.pid)
+    if process.alive:
+        logger.warning("%s: killing QEMU pid %d", process.vmdir.name, process.pid)
     return ShutdownOutcome(process.kill(), forced=True)
 
 
@@ -183,19 +183,6 @@ def _kill_leftovers() -> None:
         )
         process.kill()
         process.vmdir.clear_runtime_files()
-
-
-def wait_for_file(path: Path, process: QemuProcess, *, timeout: float) -> None:
-    """Wait until QEMU has created ``path`` (e.g. its QMP socket); VMDiedError if it exits."""
-
-    def check() -> bool | None:
-        if path.exists():
-            return True
-        if not process.alive:
-            raise died(process, f"QEMU exited before creating {path.name}")
-        return None
-
-    poll_until(check, timeout=timeout, what=f"QEMU to create {path.name}", backoff=_POLL)
 
 
 def died(process: QemuProcess, message: str) -> VMDiedError:

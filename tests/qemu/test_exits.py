@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vms_core.errors import NotRunningError
+from vms_core.errors import NotRunningError, OperationTimeoutError, VMDiedError
 from vms_core.lifecycle import wait_for_state
 from vms_core.states import State
 from vms_qemu.backend import QemuBackend
@@ -47,3 +47,35 @@ def test_guest_poweroff_then_crash_are_noticed(vm_state_dir: Path, default_guest
         from vms_core.lifecycle import cleanup
 
         cleanup(vm, stop_timeout=10)
+
+
+def test_qemu_failing_at_startup_raises_vm_died_with_its_output(
+    vm_state_dir: Path, default_guest: object
+) -> None:
+    vm = QemuBackend(state_dir=vm_state_dir).create_instance()
+    vm.clone()
+    try:
+        (vm.directory / "disk.qcow2").write_bytes(b"not a qcow2 image")
+        with pytest.raises(VMDiedError) as caught:
+            vm.start()
+        assert caught.value.exit_status == 1
+        assert "qcow2" in caught.value.output_tail.lower()  # QEMU's own complaint
+        assert vm.state() is State.STOPPED
+        assert qemu_processes_under(vm.directory) == []
+    finally:
+        vm.delete()
+
+
+def test_boot_timeout_kills_qemu_and_leaves_the_vm_stopped(
+    vm_state_dir: Path, default_guest: object
+) -> None:
+    vm = QemuBackend(state_dir=vm_state_dir).create_instance()
+    vm.clone()
+    try:
+        with pytest.raises(OperationTimeoutError):
+            vm.start(timeout=0.5)  # the guest needs seconds to boot
+        assert vm.state() is State.STOPPED
+        assert qemu_processes_under(vm.directory) == []
+        assert not (vm.directory / "qemu.pid").exists()
+    finally:
+        vm.delete()
