@@ -69,3 +69,11 @@ def test_port_forward_parsing() -> None:
     forward = PortForward.parse("tcp:0.0.0.0:8080-10.0.2.15:80")
     assert (forward.protocol, forward.host_address, forward.host_port) == ("tcp", "0.0.0.0", 8080)
     assert (forward.guest_address, forward.guest_port) == ("10.0.2.15", 80)
+
+
+def test_availability_names_the_debian_package_of_a_missing_binary(tmp_path: Path) -> None:
+    missing_qemu = QemuBackend(state_dir=tmp_path, qemu="/nonexistent/qemu-system-x86_64")
+    availability = missing_qemu.availability()
+    assert not availability and "qemu-system-x86" in availability.reason
+    missing_img = QemuBackend(state_dir=tmp_path, qemu="sh", qemu_img="/nonexistent/qemu-img")
+    assert "qemu-utils" in missing_img.availability().reason
