@@ -202,11 +202,13 @@ def test_sigterm_kills_run_and_releases_the_lock_leaving_control_socket(
     tart: Tart, macos: str
 ) -> None:
     run = tart.spawn("run", macos)
+    socket = tart.home / "vms" / macos / "control.sock"
+    wait_until(socket.exists)  # tart creates it after taking the lock
     run.signal(signal.SIGTERM)
     assert run.wait() == -signal.SIGTERM
     assert (run.stdout, run.stderr) == ("", "")
     assert tart.state(macos) == "stopped"
-    assert (tart.home / "vms" / macos / "control.sock").exists()
+    assert socket.exists()
 
 
 def test_clone_silently_overwrites_an_existing_vm(tart: Tart, macos: str) -> None:
