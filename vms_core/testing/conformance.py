@@ -133,8 +133,8 @@ def check_lifecycle_walk(harness: Harness) -> None:
         if vm.capabilities.ip:
             expect(bool(properties.ip), f"a running {vm.id} reports no IP: {properties}")
         first = step(harness, vm, Action.STOP, State.STOPPED)
-        expect(isinstance(first, StopResult), f"stop() returned {first!r}, want a StopResult")
-        assert isinstance(first, StopResult)
+        if not isinstance(first, StopResult):
+            raise KitFailure(f"stop() returned {first!r}, want a StopResult")
         expect(not first.noop, f"stopping a running VM was reported as a no-op: {first}")
         again = step(harness, vm, Action.STOP, State.STOPPED)
         expect(
