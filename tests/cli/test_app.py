@@ -90,3 +90,31 @@ def test_each_error_has_its_documented_status(error: BaseException, status: int)
 @pytest.mark.parametrize(("code", "status"), [(0, 0), (3, 3), (-9, 137), (-2, 130), (300, 255)])
 def test_guest_exit_codes_become_shell_statuses(code: int, status: int) -> None:
     assert guest_exit_status(code) == status
+
+
+def test_debug_logs_the_lifecycle_and_restores_logging(vms: Vms, memory: MemoryBackend) -> None:
+    import logging
+
+    level = logging.getLogger().level
+    outcome = vms("--debug", "run", "--backend", "memory", "--name", "mem-d", "--", "true")
+    assert outcome.status == 0
+    assert "vms: DEBUG vms_core.guard: mem-d: Initial -> Cloning" in outcome.err
+    assert logging.getLogger().level == level
+    assert "DEBUG" not in vms("run", "--backend", "memory", "--", "true").err
+
+
+def test_a_reader_that_goes_away_ends_quietly_with_141(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    memory.tool.clone("memory-image", "mem-a")
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    outcome = vms("list", "--backend", "memory")
+    assert outcome.status == 141
+    assert outcome.error_lines == []

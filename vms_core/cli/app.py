@@ -32,6 +32,9 @@ from vms_core.cli.selection import (
 from vms_core.errors import VMError
 from vms_core.render import FORMATS, render
 
+#: 128 + SIGPIPE, what a shell reports for a writer whose reader went away.
+BROKEN_PIPE_STATUS = 141
+
 DESCRIPTION = "Drive virtual machines through one lifecycle: clone, start, exec, stop, delete."
 
 EPILOG = f"""\
@@ -216,8 +219,9 @@ class _OwnRecords(logging.Filter):
         return record.name.startswith("vms_")
 
 
-def _configure_logging(*, debug: bool, quiet: bool) -> logging.Handler:
-    """Send log records to stderr; the caller removes the handler when the command ends."""
+@contextlib.contextmanager
+def _logging_to_stderr(*, debug: bool, quiet: bool) -> Iterator[None]:
+    """Send log records to stderr while a command runs; restore the root logger after."""
     # The application, not the library, decides where log records go.
     level = logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
@@ -228,9 +232,14 @@ def _configure_logging(*, debug: bool, quiet: bool) -> logging.Handler:
         # load") would repeat, less clearly, the one error line we print.
         handler.addFilter(_OwnRecords())
     root = logging.getLogger()
+    previous_level = root.level
     root.addHandler(handler)
     root.setLevel(level)
-    return handler
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
 
 
 def _report(error: BaseException, *, debug: bool) -> int:
@@ -251,10 +260,14 @@ def _report(error: BaseException, *, debug: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = _configure_logging(debug=args.debug, quiet=args.quiet)
-    try:
-        return int(args.func(args))
-    except (Exception, KeyboardInterrupt) as error:
-        return _report(error, debug=args.debug)
-    finally:
-        logging.getLogger().removeHandler(handler)
+    with _logging_to_stderr(debug=args.debug, quiet=args.quiet):
+        try:
+            return int(args.func(args))
+        except BrokenPipeError:
+            # The reader went away (`vms list | head -1`): stop quietly, as a shell tool does,
+            # and keep the interpreter from complaining when it flushes stdout at exit.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return BROKEN_PIPE_STATUS
+        except (Exception, KeyboardInterrupt) as error:
+            return _report(error, debug=args.debug)
