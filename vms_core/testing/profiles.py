@@ -1,5 +1,8 @@
 """Hypothesis profiles for VM tests, chosen by the ``VMS_HYPOTHESIS_PROFILE`` variable.
 
+None has a deadline or the too-slow health check: VM operations take as long as
+they take, and machines shared with other jobs are noisy.
+
 - ``ci`` (the default): several hundred programs, derandomized so a CI failure
   reproduces on every run, no example database written;
 - ``quick``: a smoke run while editing;
@@ -29,7 +32,12 @@ _PROFILES = {
         print_blob=True,
         suppress_health_check=[HealthCheck.too_slow],
     ),
-    "quick": settings(max_examples=30, deadline=None, database=None),
+    "quick": settings(
+        max_examples=30,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    ),
     "thorough": settings(
         max_examples=5000,
         stateful_step_count=100,
