@@ -32,17 +32,14 @@ from vms_core.cli.selection import (
 from vms_core.errors import VMError
 from vms_core.render import FORMATS, render
 
-#: 128 + SIGPIPE, what a shell reports for a writer whose reader went away.
-BROKEN_PIPE_STATUS = 141
-
 DESCRIPTION = "Drive virtual machines through one lifecycle: clone, start, exec, stop, delete."
 
 EPILOG = f"""\
 backend choice: --backend, else --config or ${CONFIG_ENV}, else ${BACKEND_ENV},
 else tart when a tart binary is on PATH, else fake (a tart simulator).
-exit statuses: 0 ok, 2 usage, 3 backend not installed or unavailable, 4 config error,
-5 VM operation failed, 6 cleanup failed, 124 timeout, 130 interrupted;
-vms run otherwise exits with the guest command's status.
+exit statuses: 0 ok, 1 internal error, 2 usage, 3 backend not installed or unavailable,
+4 config error, 5 VM operation failed, 6 cleanup failed, 124 timeout, 130 interrupted,
+141 stdout closed; vms run otherwise exits with the guest command's status.
 """
 
 
@@ -268,6 +265,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             # and keep the interpreter from complaining when it flushes stdout at exit.
             with contextlib.suppress(OSError, ValueError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return BROKEN_PIPE_STATUS
+            return ExitStatus.BROKEN_PIPE
         except (Exception, KeyboardInterrupt) as error:
             return _report(error, debug=args.debug)

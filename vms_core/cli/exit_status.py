@@ -32,6 +32,8 @@ class ExitStatus(enum.IntEnum):
     TIMEOUT = 124
     #: 128 + SIGINT, as shells report a Ctrl-C.
     INTERRUPTED = 130
+    #: 128 + SIGPIPE: stdout's reader went away (``vms list | head -1``).
+    BROKEN_PIPE = 141
 
 
 def exit_status_for(error: BaseException) -> ExitStatus:
