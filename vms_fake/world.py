@@ -441,25 +441,29 @@ class TartHome:
     def oci_entries(self) -> list[tuple[str, Path]]:
         """(display name, directory) for every tag link and digest directory in the cache."""
         entries: list[tuple[str, Path]] = []
-        if not self.oci_dir.is_dir():
-            return entries
-        for root, dirs, _files in os.walk(self.oci_dir):
-            root_path = Path(root)
-            relative = root_path.relative_to(self.oci_dir)
-            parts = relative.parts
-            for entry in list(dirs) + [f for f in os.listdir(root) if (root_path / f).is_symlink()]:
-                path = root_path / entry
-                if len(parts) < 2 or entry.startswith("."):
+
+        def visit(directory: str, parts: tuple[str, ...]) -> None:
+            try:
+                items = list(os.scandir(directory))
+            except OSError:
+                return
+            in_repository = len(parts) >= 2  # below <host>/<namespace...>
+            repository = "/".join((parts[0].replace("%3A", ":"), *parts[1:])) if parts else ""
+            for item in items:
+                path = Path(item.path)
+                if item.name.startswith("."):
                     continue
-                host = parts[0].replace("%3A", ":")
-                repository = "/".join((host, *parts[1:]))
-                if path.is_symlink():
+                if in_repository and item.is_symlink():
                     if self.is_complete(path):
-                        entries.append((f"{repository}:{entry}", path))
-                elif entry.startswith("sha256:") and self.is_complete(path):
-                    entries.append((f"{repository}@{entry}", path))
-            dirs[:] = [d for d in dirs if not d.startswith("sha256:")]
-        return sorted(set(entries))
+                        entries.append((f"{repository}:{item.name}", path))
+                elif in_repository and item.name.startswith("sha256:"):
+                    if self.is_complete(path):
+                        entries.append((f"{repository}@{item.name}", path))
+                elif item.is_dir(follow_symlinks=False):
+                    visit(item.path, (*parts, item.name))
+
+        visit(str(self.oci_dir), ())
+        return sorted(entries)
 
     def delete_cached(self, remote: RemoteName) -> bool:
         """Remove a cached tag or digest, then digests no tag points to."""

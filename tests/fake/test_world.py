@@ -67,3 +67,13 @@ def test_remote_name_grammar() -> None:
     with pytest.raises(UnknownReferenceFormat):
         parse_remote("ghcr.io/x/y@md5:abc")
     assert str(parse_remote(f"{MACOS.split(':')[0]}@sha256:abc")).endswith("@sha256:abc")
+
+
+def test_registry_port_is_percent_encoded_on_disk_and_decoded_in_list(tart: Tart) -> None:
+    image = Image("localhost:5000/org/vm:1.0", os="linux", disk_gb=1)
+    InProcessRunner(tart.home).home.add_image(image)
+    assert tart("pull", image.name).exit_code == 0
+    assert (tart.home / "cache" / "OCIs" / "localhost%3A5000" / "org" / "vm").is_dir()
+    assert tart("list", "-q", "--source", "oci") == Result(
+        0, f"localhost:5000/org/vm:1.0\nlocalhost:5000/org/vm@{image.digest}\n", ""
+    )
