@@ -118,3 +118,16 @@ def test_a_reader_that_goes_away_ends_quietly_with_141(
     outcome = vms("list", "--backend", "memory")
     assert outcome.status == 141
     assert outcome.error_lines == []
+
+
+def test_every_exit_status_is_documented() -> None:
+    import re
+    from pathlib import Path
+
+    from vms_core.cli.app import EPILOG
+
+    reference = Path(__file__).parents[2] / "docs" / "cli.md"
+    documented = {int(n) for n in re.findall(r"^\| (\d+) \|", reference.read_text(), re.M)}
+    assert documented == {int(status) for status in ExitStatus}
+    for status in ExitStatus:
+        assert f"{int(status)} " in EPILOG
