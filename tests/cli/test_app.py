@@ -131,3 +131,15 @@ def test_every_exit_status_is_documented() -> None:
     assert documented == {int(status) for status in ExitStatus}
     for status in ExitStatus:
         assert f"{int(status)} " in EPILOG
+
+
+@pytest.mark.timeout(60)
+def test_importing_the_library_does_not_import_the_command() -> None:
+    import subprocess
+    import sys
+
+    check = "import sys, vms_core; print(sorted(m for m in sys.modules if m.startswith('vms_core.cli')))"
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "[]\n"
