@@ -138,7 +138,10 @@ def test_importing_the_library_does_not_import_the_command() -> None:
     import subprocess
     import sys
 
-    check = "import sys, vms_core; print(sorted(m for m in sys.modules if m.startswith('vms_core.cli')))"
+    check = (
+        "import sys, vms_core; "
+        "print(sorted(m for m in sys.modules if m.startswith('vms_core.cli')))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", check], capture_output=True, text=True, check=True
     )
