@@ -208,16 +208,26 @@ class InProcessRunner:
         stderr: IO[str] | None = None,
     ) -> CommandResult:
         argv = (self._binary, *args)
+        targets = {"stdout": stdout, "stderr": stderr}
+        copied = {"stdout": 0, "stderr": 0}
+
+        def copy_live(stream: str, text: str) -> None:
+            # Only a run-to-completion prints while it lasts; the rest is copied at the end.
+            target = targets[stream]
+            if target is not None:
+                target.write(text)
+                copied[stream] += len(text)
+
+        session = self._session(stdin=stdin, timeout=timeout)
+        session.emit = copy_live
         try:
-            outcome = execute(list(args), self._session(stdin=stdin, timeout=timeout))
+            outcome = execute(list(args), session)
         except CommandTimedOut:
             raise OperationTimeoutError(
                 f"{' '.join(argv)} did not finish within {timeout} s"
             ) from None
-        if stdout is not None and outcome.stdout:
-            stdout.write(outcome.stdout)
-        if stderr is not None and outcome.stderr:
-            stderr.write(outcome.stderr)
+        for stream, text in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+            copy_live(stream, text[copied[stream] :])
         return CommandResult(argv, outcome.exit_code, outcome.stdout, outcome.stderr)
 
     def spawn(self, args: Sequence[str]) -> InProcessRun:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import signal
 import subprocess
@@ -191,3 +192,14 @@ def test_accessed_reads_like_foundations_relative_formatter(runner: InProcessRun
     assert seen == ["1 second ago", "1 minute ago", "2 hours ago", "3 days ago"]
     runner.run(["get", "vm"])  # opening a VM marks it accessed; list does not
     assert "in 0 seconds" in runner.run(["list", "--source", "local"]).stdout
+
+
+def test_output_is_copied_to_the_given_streams(runner: InProcessRunner) -> None:
+    runner.run(["clone", MACOS, "vm"])
+    runner.plan.crash_after("vm", 1, message="gone")
+    out, err = io.StringIO(), io.StringIO()
+    result = runner.run(["run", "vm"], stdout=out, stderr=err)
+    assert (result.stdout, result.stderr) == ("", "gone\n")
+    assert (out.getvalue(), err.getvalue()) == ("", "gone\n")
+    result = runner.run(["get", "ghost"], stdout=out, stderr=err)
+    assert err.getvalue() == 'gone\nthe specified VM "ghost" does not exist\n'
