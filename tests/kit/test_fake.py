@@ -117,3 +117,26 @@ def test_the_machine_catches_a_broken_backend_over_the_simulator(
     )
     with pytest.raises(AssertionError, match="died on its own but the backend reports Running"):
         run_state_machine_as_test(machine, settings=quick)
+
+
+@pytest.mark.timeout(120)
+def test_executable_faults_crash_a_real_run_process_and_fail_commands() -> None:
+    harness = fake_tart_harness()
+    try:
+        assert harness.faults is not None and harness.observe is not None
+        vm = harness.backend.create_instance()
+        vm.clone()
+        vm.start()
+        harness.faults.kill_vm(vm.id)  # returns once the process has exited
+        assert vm.state() is State.STOPPED
+        assert harness.observe(vm.id) is State.STOPPED
+        harness.faults.fail_next(vm.id, Action.DELETE)
+        with pytest.raises(Exception, match="injected by the vms testing kit"):
+            vm.delete()
+        harness.faults.clear(vm.id)
+        assert vm.state() is State.STOPPED
+        vm.delete()
+        assert harness.observe(vm.id) is None
+        assert harness.leftover_processes is not None and harness.leftover_processes() == []
+    finally:
+        harness.close()
