@@ -12,6 +12,9 @@ from vms_core.testing.harness import Harness, KitFailure
 from .memory_backend import MemoryBackend, memory_harness
 from .mutants import MUTANTS
 
+# exec runs real commands (sh, cat) for the memory backend.
+pytestmark = pytest.mark.timeout(120)
+
 
 class TestMemoryConformance(ConformanceTests):
     def make_harness(self) -> Harness:

@@ -17,6 +17,9 @@ from vms_core.testing.conformance import conformance_tests
 from vms_core.testing.profiles import examples
 from vms_fake.testing import executable_harness, in_process_harness
 
+# exec runs real commands even in-process; the executable's runs are real processes.
+pytestmark = pytest.mark.timeout(300)
+
 FAKE_TART = shutil.which("fake-tart", path=str(Path(sys.executable).parent)) or "fake-tart"
 
 
