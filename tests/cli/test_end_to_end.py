@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -264,3 +265,29 @@ def test_keep_over_the_fake_tart_executable_leaves_it_running(
     finally:
         vms(env, "delete", "--config", str(config), "--prefix", name)
     assert processes_mentioning(name) == []
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(
+    shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None,
+    reason="qemu-system-x86_64/qemu-img not installed",
+)
+def test_the_same_words_drive_a_real_qemu_vm(
+    env: dict[str, str], spawn: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    state = tmp_path / "qemu-state"
+    config = tmp_path / "qemu.toml"
+    config.write_text(f'backend = "qemu"\n[qemu]\nstate_dir = "{state}"\n')
+    # The first run (boot, exec, cleanup), then a Ctrl-C during the second one's start.
+    result = vms(env, "run", "--config", str(config), "--", "uname", "-s")
+    assert (result.returncode, result.stdout) == (0, "Linux\n"), result.stderr
+    process = start_vms(spawn, env, "run", "--config", str(config), "--", "true")
+    read_until(process, "vms: Starting ")
+    process.send_signal(signal.SIGINT)
+    _, after = process.communicate(timeout=TIMEOUT)
+    # A boot can win the race against the signal; either way nothing may be left.
+    assert process.returncode in (0, 130), after
+    if process.returncode == 130:
+        assert "vms: interrupted during start (" in after
+    assert json.loads(vms(env, "list", "--config", str(config), "--json").stdout) == []
+    assert processes_mentioning(str(state)) == []
