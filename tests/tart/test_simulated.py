@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import signal
 import subprocess
 import sys
 import textwrap
@@ -273,3 +274,44 @@ def test_stop_with_no_graceful_period(world: World) -> None:
     assert result.exit_status is not None
     assert vm.state() is State.STOPPED and world.tart_state("vm1") == "stopped"
     vm.delete()
+
+
+def test_a_real_ctrl_c_during_start_leaves_no_vm_running(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    from vms_fake.faults import FaultPlan
+
+    FaultPlan.for_home(home).boot_delay("slow", 300)  # readiness never comes
+    program = textwrap.dedent(
+        f"""
+        import sys
+        from vms_core import load_backend
+        backend = load_backend("tart", binary={FAKE_TART!r}, home={str(home)!r})
+        vm = backend.create_instance("slow")
+        vm.clone()
+        print("starting", flush=True)
+        try:
+            vm.start()
+        except KeyboardInterrupt:
+            print(vm.state(), flush=True)
+            sys.exit(130)
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "starting\n"
+        backend = load_backend("tart", binary=FAKE_TART, home=str(home))
+        # Interrupt once the VM is up and start() is waiting for readiness.
+        while [i.state for i in backend.list_vms()] != [State.RUNNING]:
+            assert child.poll() is None
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err
+    assert out == "Stopped\n"
+    assert [(i.name, i.state) for i in backend.list_vms()] == [("slow", State.STOPPED)]
+    backend.delete_all()
