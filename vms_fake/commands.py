@@ -432,11 +432,18 @@ def prepare_run(args: Sequence[str], session: Session, emit: Callable[[str, str]
         emit=emit,
         in_process=session.in_process,
     )
+    if values["capture_system_keys"] and (
+        values["no_graphics"] or values["vnc"] or values["vnc_experimental"]
+    ):
+        # sic: tart's message says "captures" although the flag is --capture-system-keys
+        raise UsageFailure("--captures-system-keys can only be used with the default VM view", spec)
     run.validate(spec)
     for flag in ("no_trackpad", "no_keyboard", "no_pointer"):
         if values[flag] and run.suspendable:
             option = "--" + flag.replace("_", "-")
             raise UsageFailure(f"{option} cannot be used with --suspendable", spec)
+    if values["no_trackpad"] and run.os_name == "linux":
+        raise UsageFailure("--no-trackpad can only be used with macOS VMs", spec)
     return run
 
 

@@ -116,6 +116,7 @@ class VMRun:
         #: None while alive; the exit code, or ``-signum`` when killed by a signal.
         self.exit_status: int | None = None
         self.guest: Guest | None = None
+        self.os_name = "darwin"  # from config.json, known once validated
         self._lock: PidLock | None = None
         self._started = False
         self._crash_at: float | None = None
@@ -132,9 +133,10 @@ class VMRun:
         except (VMMissing, VMIncomplete) as error:
             raise PrefixedFailure(str(error)) from None
         config = self.home.read_config(self.directory)
+        self.os_name = str(config.get("os", "darwin"))
         if self.home.state(self.directory) == SUSPENDED:
             self.suspendable = True
-        if self.suspendable and config.get("os", "darwin") == "linux":
+        if self.suspendable and self.os_name == "linux":
             raise UsageFailure("You can only suspend macOS VMs", spec)
 
     def start(self) -> None:

@@ -498,3 +498,32 @@ def test_no_arguments_prints_help(tart: Tart) -> None:
     result = tart()
     assert result.exit_code == 0 and result.stderr == ""
     assert "USAGE: tart <subcommand>" in result.stdout and "  suspend " in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--vnc", "--vnc-experimental"], "--vnc and --vnc-experimental are mutually exclusive"),
+        (
+            ["--net-softnet", "--net-host"],
+            "--net-bridged, --net-softnet and --net-host are mutually exclusive",
+        ),
+        (["--graphics", "--no-graphics"], "--graphics and --no-graphics are mutually exclusive"),
+        (
+            ["--capture-system-keys", "--no-graphics"],
+            "--captures-system-keys can only be used with the default VM view",
+        ),
+        (["--suspendable", "--no-keyboard"], "--no-keyboard cannot be used with --suspendable"),
+    ],
+)
+def test_run_option_validation(tart: Tart, macos: str, flags: list[str], message: str) -> None:
+    result = tart("run", macos, *flags)
+    assert result.exit_code == 64
+    assert result.stderr.startswith(f"Error: {message}\nUsage: tart run <name>")
+    assert tart.state(macos) == "stopped"
+
+
+def test_no_trackpad_is_for_macos_only(tart: Tart) -> None:
+    tart.clone(UBUNTU, "linux")
+    result = tart("run", "linux", "--no-trackpad")
+    assert result.stderr.startswith("Error: --no-trackpad can only be used with macOS VMs\n")
