@@ -50,7 +50,7 @@ class TartOptions:
     #: Budget of start: reach ``running``, optional IP, readiness exec.
     run_timeout: float = 127.0
     run_backoff_initial: float = 0.25
-    run_backoff_max: float = 4.0
+    run_backoff_max: float = 2.0
     #: Budget for state changes that tart does asynchronously (the suspend snapshot)
     #: and for verifying a state with ``tart list``.
     state_timeout: float = 102.3
