@@ -225,3 +225,13 @@ def test_usage_errors_exit_2(
     assert outcome.status == ExitStatus.USAGE
     assert message in outcome.err
     assert memory.tool.commands == []
+
+
+def test_vms_backend_from_the_environment_is_used_and_said(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMS_BACKEND", "memory")
+    outcome = vms("run", "--", "true")
+    assert outcome.status == 0
+    assert outcome.err.splitlines()[0] == "vms: backend memory (VMS_BACKEND)"
+    assert memory.tool.commands  # the memory backend did the work
