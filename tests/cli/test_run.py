@@ -235,3 +235,20 @@ def test_vms_backend_from_the_environment_is_used_and_said(
     assert outcome.status == 0
     assert outcome.err.splitlines()[0] == "vms: backend memory (VMS_BACKEND)"
     assert memory.tool.commands  # the memory backend did the work
+
+
+def test_a_second_ctrl_c_during_cleanup_names_what_is_left(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memory.tool, "exec", interrupted)  # the first Ctrl-C
+    monkeypatch.setattr(memory.tool, "stop", interrupted)  # the second, while stopping
+    outcome = vms("run", "--backend", "memory", "--name", "mem-x", "--", "sleep", "60")
+    assert outcome.status == 130
+    assert (
+        "vms: could not clean up mem-x (interrupted); it may be left behind; "
+        "remove it with: vms delete --backend memory --prefix mem-x"
+    ) in outcome.err
+    assert outcome.error_lines == ["vms: error: interrupted"]

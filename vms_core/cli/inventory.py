@@ -52,7 +52,7 @@ def report_backends(
         out.write(f"{row['name']:<{width}}  {status}\n")
     if not rows:
         out.write("no backends installed\n")
-    if default and not as_json:
+    if default:
         out.write(f"default: {default}\n")
     return ExitStatus.OK
 
