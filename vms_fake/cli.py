@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from vms_fake.clock import RealClock
-from vms_fake.commands import SPECS, Session, apply_command_faults, execute, prepare_run
+from vms_fake.commands import Session, apply_command_faults, execute, prepare_run
 from vms_fake.faults import EXECUTABLE_TIMING, FaultPlan
-from vms_fake.grammar import Outcome, TartFailure
+from vms_fake.grammar import SPECS, Outcome, TartFailure
 from vms_fake.guest_exec import is_tty
 from vms_fake.vmrun import serve
 from vms_fake.world import HomeError, TartHome, default_home

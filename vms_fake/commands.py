@@ -24,14 +24,14 @@ from typing import Any
 
 from vms_fake.faults import CommandFault, FaultPlan, Timing
 from vms_fake.grammar import (
-    CommandSpec,
-    Option,
+    SPECS,
+    UNSIMULATED,
+    VERSION,
     Outcome,
     PrefixedFailure,
     TartFailure,
     UsageFailure,
-    signed,
-    unsigned,
+    root_help,
 )
 from vms_fake.guest_exec import run_in_guest, sandbox_for
 from vms_fake.images import GB, MIB, Image
@@ -60,7 +60,6 @@ from vms_fake.world import (
 
 logger = logging.getLogger(__name__)
 
-VERSION = "2.35.0"
 AGENT_UNREACHABLE = (
     "Failed to connect to the VM using its control socket: The operation couldn\u2019t be "
     "completed. (GRPC.GRPCConnectionPoolError error 1.), is the Tart Guest Agent running?"
@@ -114,208 +113,6 @@ class Session:
             while True:
                 self.home.clock.sleep(3600)
         self.home.clock.sleep(seconds)
-
-
-# -- the grammar ---------------------------------------------------------------------------
-
-_NAME = (("name", "<name>"),)
-_FORMAT = Option("format", "format", "format", choices=("text", "json"), default="text")
-_INSECURE = Option("insecure", "insecure", flag=True)
-_CONCURRENCY = Option("concurrency", "concurrency", "concurrency", convert=signed, default=4)
-
-SPECS: dict[str, CommandSpec] = {
-    spec.name: spec
-    for spec in (
-        CommandSpec(
-            "create",
-            "Create a VM",
-            "create <name> [--from-ipsw <from-ipsw>] [--linux] [--disk-size <disk-size>] "
-            "[--disk-format <disk-format>]",
-            (
-                Option("from-ipsw", "from_ipsw", "from-ipsw"),
-                Option("linux", "linux", flag=True),
-                Option("disk-size", "disk_size", "disk-size", convert=unsigned(16), default=50),
-                Option(
-                    "disk-format",
-                    "disk_format",
-                    "disk-format",
-                    choices=("raw", "asif"),
-                    default="raw",
-                ),
-            ),
-            _NAME,
-        ),
-        CommandSpec(
-            "clone",
-            "Clone a VM",
-            "clone <source-name> <new-name> [--insecure] [--concurrency <concurrency>] "
-            "[--prune-limit <prune-limit>]",
-            (
-                _INSECURE,
-                _CONCURRENCY,
-                Option("prune-limit", "prune_limit", "prune-limit", convert=unsigned(64)),
-                Option("deduplicate", "deduplicate", flag=True),
-            ),
-            (("source", "<source-name>"), ("new_name", "<new-name>")),
-        ),
-        CommandSpec(
-            "run",
-            "Run a VM",
-            "run <name> [--no-graphics] [--serial] [--serial-path <serial-path>] [--no-audio] "
-            "[--no-clipboard] [--recovery] [--vnc] [--vnc-experimental] [--disk <disk> ...] "
-            "[--rosetta <tag>] [--dir <dir> ...] [--nested] [--net-bridged <interface name> ...] "
-            "[--net-softnet] [--net-host] [--root-disk-opts <root-disk-opts>] [--suspendable] "
-            "[--capture-system-keys] [--no-trackpad] [--no-pointer] [--no-keyboard]",
-            (
-                Option("no-graphics", "no_graphics", flag=True),
-                Option("graphics", "graphics", flag=True),
-                Option("serial", "serial", flag=True),
-                Option("serial-path", "serial_path", "serial-path"),
-                Option("no-audio", "no_audio", flag=True),
-                Option("no-clipboard", "no_clipboard", flag=True),
-                Option("recovery", "recovery", flag=True),
-                Option("vnc", "vnc", flag=True),
-                Option("vnc-experimental", "vnc_experimental", flag=True),
-                Option("disk", "disk", "disk", repeatable=True),
-                Option("rosetta", "rosetta", "tag"),
-                Option("dir", "dir", "dir", repeatable=True),
-                Option("nested", "nested", flag=True),
-                Option("net-bridged", "net_bridged", "interface name", repeatable=True),
-                Option("net-softnet", "net_softnet", flag=True),
-                Option("net-host", "net_host", flag=True),
-                Option("root-disk-opts", "root_disk_opts", "root-disk-opts", default=""),
-                Option("suspendable", "suspendable", flag=True),
-                Option("capture-system-keys", "capture_system_keys", flag=True),
-                Option("no-trackpad", "no_trackpad", flag=True),
-                Option("no-pointer", "no_pointer", flag=True),
-                Option("no-keyboard", "no_keyboard", flag=True),
-            ),
-            _NAME,
-        ),
-        CommandSpec(
-            "set",
-            "Modify VM's configuration",
-            "set <name> [--cpu <cpu>] [--memory <memory>] [--display <display>] "
-            "[--display-refit] [--no-display-refit] [--random-mac] [--random-serial] "
-            "[--disk <disk>] [--disk-size <disk-size>]",
-            (
-                Option("cpu", "cpu", "cpu", convert=unsigned(16)),
-                Option("memory", "memory", "memory", convert=unsigned(64)),
-                Option("display", "display", "display"),
-                Option("display-refit", "display_refit", flag=True),
-                Option("no-display-refit", "no_display_refit", flag=True),
-                Option("random-mac", "random_mac", flag=True),
-                Option("random-serial", "random_serial", flag=True),
-                Option("disk", "disk", "disk"),
-                Option("disk-size", "disk_size", "disk-size", convert=unsigned(16)),
-            ),
-            _NAME,
-        ),
-        CommandSpec(
-            "get", "Get a VM's configuration", "get <name> [--format <format>]", (_FORMAT,), _NAME
-        ),
-        CommandSpec(
-            "list",
-            "List created VMs",
-            "list [--source <source>] [--format <format>] [--quiet]",
-            (
-                Option(
-                    "source",
-                    "source",
-                    "source",
-                    choices=("local", "oci"),
-                    invalid_message="'{value}' is not a valid <source>",
-                ),
-                _FORMAT,
-                Option("quiet", "quiet", short="q", flag=True),
-            ),
-        ),
-        CommandSpec(
-            "ip",
-            "Get VM's IP address",
-            "ip <name> [--wait <wait>] [--resolver <resolver>]",
-            (
-                Option("wait", "wait", "wait", convert=unsigned(16), default=0),
-                Option(
-                    "resolver",
-                    "resolver",
-                    "resolver",
-                    choices=("dhcp", "arp", "agent"),
-                    default="dhcp",
-                ),
-            ),
-            _NAME,
-        ),
-        CommandSpec(
-            "exec",
-            "Execute a command in a running VM",
-            "exec [-i] [-t] <name> <command> ...",
-            (
-                Option("i", "interactive", short="i", flag=True),
-                Option("t", "tty", short="t", flag=True),
-            ),
-            (("name", "<name>"), ("command", "<command> ...")),
-            verbatim_after_first=True,
-        ),
-        CommandSpec(
-            "pull",
-            "Pull a VM from a registry",
-            "pull <remote-name> [--insecure] [--concurrency <concurrency>]",
-            (_INSECURE, _CONCURRENCY, Option("deduplicate", "deduplicate", flag=True)),
-            (("remote_name", "<remote-name>"),),
-        ),
-        CommandSpec(
-            "rename",
-            "Rename a local VM",
-            "rename <name> <new-name>",
-            (),
-            (("name", "<name>"), ("new_name", "<new-name>")),
-        ),
-        CommandSpec(
-            "stop",
-            "Stop a VM",
-            "stop <name> [--timeout <timeout>]",
-            (Option("timeout", "timeout", "timeout", short="t", convert=unsigned(64), default=30),),
-            _NAME,
-        ),
-        CommandSpec("delete", "Delete a VM", "delete <name> ...", (), (("names", "<name> ..."),)),
-        CommandSpec("fqn", "Get a fully-qualified VM name", "fqn <name>", (), _NAME),
-        CommandSpec("suspend", "Suspend a VM", "suspend <name>", (), _NAME),
-    )
-}
-
-#: Real tart subcommands the simulator does not model.
-UNSIMULATED = {
-    "login": "Login to a registry",
-    "logout": "Logout from a registry",
-    "push": "Push a VM to a registry",
-    "import": "Import VM from a compressed .tvm file",
-    "export": "Export VM to a compressed .tvm file",
-    "prune": "Prune OCI and IPSW caches or local VMs",
-}
-_HELP_ORDER = (
-    *("create", "clone", "run", "set", "get", "list", "login", "logout", "ip", "exec"),
-    *("pull", "push", "import", "export", "prune", "rename", "stop", "delete", "suspend"),
-)
-
-
-def root_help() -> str:
-    lines = [
-        "OVERVIEW: fake-tart: a simulator of tart " + VERSION,
-        "",
-        "USAGE: tart <subcommand>",
-        "",
-        "OPTIONS:",
-        "  --version               Show the version.",
-        "  -h, --help              Show help information.",
-        "",
-        "SUBCOMMANDS:",
-    ]
-    for name in _HELP_ORDER:
-        abstract = SPECS[name].abstract if name in SPECS else UNSIMULATED[name]
-        lines.append(f"  {name:<24}{abstract}")
-    lines += ["", "  See 'tart help <subcommand>' for detailed help."]
-    return "\n".join(lines) + "\n"
 
 
 # -- dispatch ------------------------------------------------------------------------------
