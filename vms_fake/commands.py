@@ -366,7 +366,7 @@ def cmd_create(values: dict[str, Any], session: Session) -> Outcome:
     if values["from_ipsw"] is not None:
         raise PrefixedFailure("fake-tart cannot install macOS from an IPSW; clone an image")
     home = session.home
-    with home.staging() as staged:
+    with home.staging() as staged, home_lock(home.path):
         config = new_config("linux", 4, 4096, random_mac(), values["disk_format"])
         home.write_config(staged, config)
         write_file(staged / NVRAM, b"\0" * 1024)

@@ -16,7 +16,7 @@ import random
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -104,7 +104,7 @@ def local_run(config_path: Path) -> LocalRun | None:
         return _local_runs.get(key)
 
 
-def default_home(environ: dict[str, str] | os._Environ[str]) -> Path:
+def default_home(environ: Mapping[str, str]) -> Path:
     """$TART_HOME, else a per-user cache directory (never the real ``~/.tart``)."""
     if environ.get("TART_HOME"):
         return Path(environ["TART_HOME"])
