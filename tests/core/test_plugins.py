@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from stevedore.extension import ExtensionManager
 
 from vms_core import (
     BackendNotInstalledError,
@@ -52,6 +53,9 @@ def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    # stevedore caches entry points per namespace for the whole process; start afresh so
+    # the throwaway distribution is seen even after other tests loaded a backend.
+    monkeypatch.setattr(ExtensionManager, "ENTRY_POINT_CACHE", {})
     return tmp_path
 
 
