@@ -203,3 +203,18 @@ def test_output_is_copied_to_the_given_streams(runner: InProcessRunner) -> None:
     assert (out.getvalue(), err.getvalue()) == ("", "gone\n")
     result = runner.run(["get", "ghost"], stdout=out, stderr=err)
     assert err.getvalue() == 'gone\nthe specified VM "ghost" does not exist\n'
+
+
+def test_real_time_mode_waits_for_real_events(home: Path, plan: FaultPlan) -> None:
+    runner = InProcessRunner(home, plan=plan, virtual_time=False)
+    runner.run(["clone", MACOS, "vm"])
+    plan.crash_after("vm", 0.05, message="gone")
+    process = runner.spawn(["run", "vm"])
+    assert process.wait(30) == 1  # woken by the crash deadline, not by the timeout
+    assert process.output_tail() == "gone\n"
+
+
+def test_spawn_of_another_command_is_a_finished_process(runner: InProcessRunner) -> None:
+    process = runner.spawn(["get", "ghost"])
+    assert process.poll() == 2
+    assert process.output_tail() == 'the specified VM "ghost" does not exist\n'
