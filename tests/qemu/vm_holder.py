@@ -9,6 +9,7 @@ Usage: python vm_holder.py interrupt|hold STATE_DIR
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 from vms_core.lifecycle import running
@@ -17,6 +18,9 @@ from vms_qemu.backend import QemuBackend
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # A shell's background job starts with SIGINT ignored, and Python then keeps it
+    # ignored; the test needs Ctrl-C to raise KeyboardInterrupt as in a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     mode, state_dir = sys.argv[1], sys.argv[2]
     backend = QemuBackend(state_dir=state_dir)
     vm = backend.create_instance()
