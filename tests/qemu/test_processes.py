@@ -13,6 +13,7 @@ import pytest
 from vms_core.states import State
 from vms_core.waiting import poll_until
 from vms_qemu.backend import QemuBackend
+from vms_qemu.process import wait_until_ended
 
 from .conftest import qemu_processes_under, requires_qemu
 
@@ -86,6 +87,22 @@ def test_interpreter_exit_kills_a_vm_left_running(
     _, stderr = process.communicate("exit\n", timeout=60)
     assert process.returncode == 0
     assert "still running at interpreter exit; killing it" in stderr  # not silently
+    assert qemu_processes_under(vm_state_dir) == []
+    backend = QemuBackend(state_dir=vm_state_dir)
+    assert [(i.name, i.state) for i in backend.list_vms()] == [(name, State.STOPPED)]
+    assert backend.delete_all().deleted == [name]
+
+
+def test_a_killed_caller_takes_its_qemu_with_it(
+    holder: list[subprocess.Popen[str]], vm_state_dir: Path
+) -> None:
+    """SIGKILL runs no exit hook; the kernel's parent-death signal ends QEMU instead."""
+    process = spawn(holder, "hold", vm_state_dir)
+    assert process.stdout is not None
+    _, name, pid = process.stdout.readline().split()
+    process.kill()
+    process.wait(30)
+    assert wait_until_ended(int(pid), timeout=30)
     assert qemu_processes_under(vm_state_dir) == []
     backend = QemuBackend(state_dir=vm_state_dir)
     assert [(i.name, i.state) for i in backend.list_vms()] == [(name, State.STOPPED)]
