@@ -4,7 +4,7 @@
 ``tart`` backend driving ``fake-tart``) give ``vms_core.testing`` the tart backend
 over the simulator, with every optional hook wired: fault
 injection through :class:`~vms_fake.faults.FaultPlan` (the VM crashes, a command
-fails, boots slow down), a command counter, ``tart list`` read directly (not
+fails or hangs, boots slow down), a command counter, ``tart list`` read directly (not
 through the backend's own parser) as the tool's view, and a census of ``tart run``
 processes left behind. ``vms_core`` never imports this module.
 """
@@ -12,6 +12,7 @@ processes left behind. ``vms_core`` never imports this module.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from vms_core.testing.harness import (
     DELAY,
     DIE,
     FAIL,
+    HANG,
     ChildCensus,
     Harness,
     KitFailure,
@@ -150,6 +152,13 @@ class PlanFaults:
         else:
             self.plan.fail_command(COMMAND_FOR[action], vm=name, stderr=INJECTED_STDERR)
 
+    def hang_next(self, name: str, action: Action) -> None:
+        if action is Action.START:
+            # The guest never boots: readiness can only time out.
+            self.plan.boot_delay(name, math.inf)
+        else:
+            self.plan.hang_command(COMMAND_FOR[action], vm=name)
+
     def delay(self, name: str, seconds: float) -> None:
         self.plan.boot_delay(name, seconds)
 
@@ -186,7 +195,7 @@ def in_process_harness(home: Path | str | None = None, **options: Any) -> Harnes
 
     return Harness(
         backend,
-        faults=PlanFaults(plan, runner, frozenset({DIE, FAIL, DELAY})),
+        faults=PlanFaults(plan, runner, frozenset({DIE, FAIL, HANG, DELAY})),
         commands=lambda: runner.commands,
         observe=tart_list_observer(runner.inner),
         leftover_processes=leftovers,
@@ -199,8 +208,8 @@ def executable_harness(
 ) -> Harness:
     """The tart backend driving the ``fake-tart`` executable, every hook wired.
 
-    Boot delays would cost wall time here, so only crashes and failing commands are
-    injected. ``fake-tart`` finds the plan in ``<home>/fake-tart/faults.json``.
+    Boot delays and hangs would cost wall time here, so only crashes and failing
+    commands are injected. ``fake-tart`` finds the plan in ``<home>/fake-tart/faults.json``.
     """
     path, temporary = _home_for(home)
     plan = FaultPlan.for_home(path)

@@ -26,6 +26,7 @@ from vms_core import (
     LifecycleGuard,
     NotRunningError,
     NotSupportedError,
+    OperationTimeoutError,
     Properties,
     State,
     StopResult,
@@ -34,7 +35,7 @@ from vms_core import (
     VMInfo,
 )
 from vms_core.errors import CommandNotFoundError
-from vms_core.testing import DELAY, DIE, FAIL, Harness
+from vms_core.testing import DELAY, DIE, FAIL, HANG, Harness
 
 #: The tool command that carries out each action.
 COMMAND_FOR = {
@@ -85,6 +86,7 @@ class MemoryTool:
         self.processes: list[RunProcess] = []
         self.commands: list[tuple[str, ...]] = []
         self.failures: dict[tuple[str, str], int] = {}
+        self.hangs: set[tuple[str, str]] = set()
         self.clock = 0.0
         self.delays: dict[str, float] = {}
         self._lock = threading.RLock()
@@ -95,6 +97,10 @@ class MemoryTool:
         self.commands.append(argv)
         self.clock += self.delays.pop(name, 0.0)
         key = (argv[0], name)
+        if key in self.hangs:
+            # A command that never finishes: the caller's timeout is what ends it.
+            self.hangs.discard(key)
+            raise OperationTimeoutError(f"memory {' '.join(argv)} hung")
         if self.failures.get(key, 0) > 0:
             self.failures[key] -= 1
             raise BackendCommandError(("memory", *argv), 1, f"injected failure of {argv[0]}")
@@ -357,7 +363,7 @@ class MemoryBackend(BackendBase):
 class MemoryFaults:
     """The kit's fault-injection protocol over :class:`MemoryTool`."""
 
-    kinds = frozenset({DIE, FAIL, DELAY})
+    kinds = frozenset({DIE, FAIL, HANG, DELAY})
 
     def __init__(self, tool: MemoryTool) -> None:
         self.tool = tool
@@ -368,12 +374,16 @@ class MemoryFaults:
     def fail_next(self, name: str, action: Action) -> None:
         self.tool.fail_next(COMMAND_FOR[action], name)
 
+    def hang_next(self, name: str, action: Action) -> None:
+        self.tool.hangs.add((COMMAND_FOR[action], name))
+
     def delay(self, name: str, seconds: float) -> None:
         self.tool.delays[name] = self.tool.delays.get(name, 0.0) + seconds
 
     def clear(self, name: str) -> None:
         for key in [key for key in self.tool.failures if key[1] == name]:
             del self.tool.failures[key]
+        self.tool.hangs = {key for key in self.tool.hangs if key[1] != name}
         self.tool.delays.pop(name, None)
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from vms_core import Action, State
-from vms_core.testing import Harness, InstanceStateMachine
+from vms_core import Action, OperationTimeoutError, State
+from vms_core.testing import HangInjector, Harness, InstanceStateMachine
 from vms_core.testing.conformance import conformance_tests
 from vms_core.testing.profiles import examples
 from vms_fake.testing import executable_harness, in_process_harness
@@ -141,5 +141,27 @@ def test_executable_faults_crash_a_real_run_process_and_fail_commands() -> None:
         vm.delete()
         assert harness.observe(vm.id) is None
         assert harness.leftover_processes is not None and harness.leftover_processes() == []
+    finally:
+        harness.close()
+
+
+def test_a_hung_command_is_cut_off_by_the_operations_timeout_in_virtual_time() -> None:
+    harness = in_process_harness()
+    try:
+        assert isinstance(harness.faults, HangInjector)
+        vm = harness.backend.create_instance()
+        vm.clone()
+        harness.faults.hang_next(vm.id, Action.START)  # the guest never boots
+        with pytest.raises(OperationTimeoutError):
+            vm.start(timeout=harness.hang_timeout)
+        harness.faults.clear(vm.id)
+        assert vm.state() is State.STOPPED
+        assert harness.leftover_processes is not None and harness.leftover_processes() == []
+        harness.faults.hang_next(vm.id, Action.DELETE)
+        with pytest.raises(OperationTimeoutError):
+            vm.delete(timeout=harness.hang_timeout)
+        harness.faults.clear(vm.id)
+        assert vm.state() is State.STOPPED
+        vm.delete()
     finally:
         harness.close()

@@ -24,6 +24,8 @@ from vms_core.states import Action, State
 DIE = "die"
 FAIL = "fail"
 DELAY = "delay"
+#: Needs a :class:`HangInjector` too.
+HANG = "hang"
 
 
 @runtime_checkable
@@ -54,6 +56,19 @@ class FaultInjector(Protocol):
         ...
 
 
+@runtime_checkable
+class HangInjector(Protocol):
+    """Optional addition to a :class:`FaultInjector` whose ``kinds`` include :data:`HANG`."""
+
+    def hang_next(self, name: str, action: Action) -> None:
+        """Make the next tool command that carries out ``action`` for ``name`` never finish.
+
+        The operation is then asked with ``timeout=Harness.hang_timeout`` and must give
+        up, leaving a legal state and nothing running that it started.
+        """
+        ...
+
+
 #: The number of tool commands the backend has issued so far (monotonic).
 CommandCounter = Callable[[], int]
 
@@ -77,6 +92,8 @@ class Harness:
     leftover_processes: ProcessCensus | None = None
     #: Passed as ``timeout=`` to every operation (None: the backend's defaults).
     timeout: float | None = None
+    #: Passed as ``timeout=`` to an operation whose command was made to hang.
+    hang_timeout: float = 5.0
     #: Releases what the factory set up (temporary homes, ...).
     close: Callable[[], None] = lambda: None
 

@@ -4,7 +4,8 @@ The model is :data:`vms_core.states.TRANSITIONS` and nothing else: one rule per
 operation (every operation, allowed or not, is tried in every state), and the
 expected outcome of each comes from the table, so changing the table changes the
 test. With a :class:`~vms_core.testing.harness.FaultInjector`, environment events
-join in: the VM dies on its own, an operation's command fails, commands slow down.
+join in: the VM dies on its own, an operation's command fails or hangs (the
+operation is then given a short timeout), commands slow down.
 
 Checked after every step:
 
@@ -53,6 +54,8 @@ from vms_core.testing.harness import (
     DELAY,
     DIE,
     FAIL,
+    HANG,
+    HangInjector,
     Harness,
     HarnessFactory,
     KitFailure,
@@ -145,26 +148,32 @@ class InstanceStateMachine(RuleBasedStateMachine):
         unsupported = action is Action.SUSPEND and not self.capabilities.suspend
         return unsupported or not is_allowed(self.model, action)
 
-    def operate(self, action: Action, *, failing: bool = False) -> None:
-        """Perform ``action`` (with its command made to fail if ``failing``) and check it."""
-        self._operate(action, failing)
+    def operate(self, action: Action, *, fault: str | None = None) -> None:
+        """Perform ``action`` (its command made to ``fault``: FAIL or HANG) and check it."""
+        self._operate(action, fault)
         self.check_after_step(ask_tool=True)
 
-    def _operate(self, action: Action, failing: bool) -> None:
+    def _operate(self, action: Action, fault: str | None) -> None:
         """The checks of one operation; updates the model to what the table predicts."""
         vm, harness, before = self.instance, self.harness, self.model
-        if failing:
+        timeout = harness.timeout
+        if fault is not None:
             assert harness.faults is not None
-            harness.faults.fail_next(vm.id, action)
+            if fault == HANG:
+                assert isinstance(harness.faults, HangInjector)
+                harness.faults.hang_next(vm.id, action)
+                timeout = harness.hang_timeout
+            else:
+                harness.faults.fail_next(vm.id, action)
         commands = harness.commands_issued()
         result: object = None
         error: VMError | None = None
         try:
-            result = perform(vm, action, harness.timeout)
+            result = perform(vm, action, timeout)
         except VMError as err:
             error = err
         finally:
-            if failing:
+            if fault is not None:
                 assert harness.faults is not None
                 harness.faults.clear(vm.id)
         after = vm.state()
@@ -207,7 +216,7 @@ class InstanceStateMachine(RuleBasedStateMachine):
             return
 
         expected = outcome(before, action)
-        if failing:
+        if fault is not None:
             if error is None:
                 expect(after is expected, f"{what} succeeded despite a fault but left {after}")
             else:
@@ -343,26 +352,38 @@ def _operation_rule(action: Action) -> Callable[[InstanceStateMachine], None]:
     return rule()(operation)
 
 
-def _failing_rule(action: Action) -> Callable[[InstanceStateMachine], None]:
-    def failing_operation(self: InstanceStateMachine) -> None:
-        self.operate(action, failing=True)
+#: Rule name suffix for each kind of command fault.
+FAULT_SUFFIX = {FAIL: "fails", HANG: "hangs"}
 
-    name = f"{action.name.lower()}_fails"
-    failing_operation.__name__ = failing_operation.__qualname__ = name
-    failing_operation.__doc__ = f"{action} whose tool command fails (only where it would run)."
+
+def _faulty_rule(action: Action, fault: str) -> Callable[[InstanceStateMachine], None]:
+    def faulty_operation(self: InstanceStateMachine) -> None:
+        self.operate(action, fault=fault)
+
+    name = f"{action.name.lower()}_{FAULT_SUFFIX[fault]}"
+    faulty_operation.__name__ = faulty_operation.__qualname__ = name
+    faulty_operation.__doc__ = (
+        f"{action} whose tool command {FAULT_SUFFIX[fault]} (only where it would run)."
+    )
 
     def applies(self: InstanceStateMachine) -> bool:
         return (
-            FAIL in self.fault_kinds
+            fault in self.fault_kinds
+            and (fault != HANG or isinstance(self.harness.faults, HangInjector))
             and not self.refuses(action)
             and not is_noop(self.model, action)
             and not (self.model is State.INITIAL and action is Action.DELETE)
         )
 
-    return precondition(applies)(rule()(failing_operation))
+    return precondition(applies)(rule()(faulty_operation))
 
 
-# One rule per operation of the table, plus a failing variant of each.
+# One rule per operation of the table, plus variants whose command fails or hangs.
 for _action in OPERATIONS:
     setattr(InstanceStateMachine, _action.name.lower(), _operation_rule(_action))
-    setattr(InstanceStateMachine, f"{_action.name.lower()}_fails", _failing_rule(_action))
+    for _fault, _suffix in FAULT_SUFFIX.items():
+        setattr(
+            InstanceStateMachine,
+            f"{_action.name.lower()}_{_suffix}",
+            _faulty_rule(_action, _fault),
+        )
