@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from vms_core.errors import VMError
 from vms_core.instance import Capabilities, Instance
 from vms_core.states import State
+
+if TYPE_CHECKING:
+    import datetime
 
 
 @dataclasses.dataclass(frozen=True)

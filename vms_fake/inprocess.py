@@ -224,7 +224,7 @@ class InProcessRunner:
             outcome = execute(list(args), session)
         except CommandTimedOut:
             raise OperationTimeoutError(
-                f"{' '.join(argv)} did not finish within {timeout} s"
+                f"{' '.join(argv)} did not finish within {timeout:.3g}s"
             ) from None
         for stream, text in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
             copy_live(stream, text[copied[stream] :])

@@ -317,7 +317,7 @@ class SubprocessRunner:
             child.kill_group()
             child.wait(None)
             raise OperationTimeoutError(
-                f"{' '.join(argv)} did not finish within {timeout:g}s and was killed"
+                f"{' '.join(argv)} did not finish within {timeout:.3g}s and was killed"
             )
         # It exited in time; its output is complete once the drains are done (bounded).
         exit_code = child.wait(None)

@@ -71,6 +71,14 @@ def test_timeout_applies_on_the_virtual_clock(runner: InProcessRunner) -> None:
     assert runner.monotonic() - before == pytest.approx(30)
 
 
+def test_a_timeout_names_the_command_and_a_readable_duration(runner: InProcessRunner) -> None:
+    runner.run(["clone", MACOS, "vm"])
+    runner.plan.hang_command("get")
+    with pytest.raises(OperationTimeoutError) as caught:
+        runner.run(["get", "vm"], timeout=0.9856364879999546)
+    assert str(caught.value).endswith("get vm did not finish within 0.986s")
+
+
 def test_run_to_completion_ends_with_the_vm(runner: InProcessRunner) -> None:
     runner.run(["clone", MACOS, "vm"])
     runner.plan.crash_after("vm", 5, message="gone")
