@@ -425,7 +425,13 @@ class TartHome:
             manifest = json.dumps({"name": image.name, "digest": image.digest})
             write_file(staged / "manifest.json", manifest)
             digest_dir.parent.mkdir(parents=True, exist_ok=True)
-            staged.rename(digest_dir)
+            try:
+                staged.rename(digest_dir)
+            except OSError:
+                # Another pull of the same digest won the race (tart serializes them
+                # on a per-host lock); its copy is as good as ours.
+                if not (digest_dir.is_dir() and self.is_complete(digest_dir)):
+                    raise
         return digest_dir
 
     def link_tag(self, remote: RemoteName, digest: str) -> bool:

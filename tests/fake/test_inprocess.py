@@ -226,3 +226,12 @@ def test_spawn_of_another_command_is_a_finished_process(runner: InProcessRunner)
     process = runner.spawn(["get", "ghost"])
     assert process.poll() == 2
     assert process.output_tail() == 'the specified VM "ghost" does not exist\n'
+
+
+def test_concurrent_clones_of_an_uncached_image_all_succeed(runner: InProcessRunner) -> None:
+    """Regression: threads racing to 'download' one image failed with ENOTEMPTY."""
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: runner.run(["clone", MACOS, f"vm{i}"]), range(8)))
+    assert [(r.exit_code, r.stderr) for r in results] == [(0, "")] * 8
+    listed = runner.run(["list", "--source", "local", "-q"]).stdout.split()
+    assert listed == sorted(f"vm{i}" for i in range(8))
