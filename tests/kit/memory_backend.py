@@ -128,6 +128,14 @@ class MemoryTool:
             self.processes.append(record.process)
             return record.process
 
+    def wait_ready(self, name: str) -> None:
+        """Wait for the guest to boot (the command a boot that never ends hangs in)."""
+        with self._lock:
+            argv = ("ready", name)
+            self._begin(argv, name)
+            if not self._record(argv, name).running:
+                raise BackendCommandError(("memory", *argv), 1, f'VM "{name}" is not running')
+
     def stop(self, name: str) -> None:
         with self._lock:
             argv = ("stop", name)
@@ -246,8 +254,18 @@ class MemoryInstance:
             self.tool.clone(self.source, self.name)
 
     def start(self, *, timeout: float | None = None) -> None:
-        with self.guard.operation(Action.START):
-            self.process = self.tool.run(self.name)
+        with self.guard.operation(Action.START) as op:
+            process = self.tool.run(self.name)
+            try:
+                self.tool.wait_ready(self.name)
+            except BaseException:
+                # Never leave a half-started VM running behind a reverted state. The run
+                # consumed any snapshot, so the VM is now stopped, even if it was suspended.
+                process.exit(-9)
+                process.wait()
+                op.on_failure = State.STOPPED
+                raise
+            self.process = process
 
     def stop(self, *, timeout: float | None = None) -> StopResult:
         with self.guard.operation(Action.STOP) as op:
@@ -375,7 +393,9 @@ class MemoryFaults:
         self.tool.fail_next(COMMAND_FOR[action], name)
 
     def hang_next(self, name: str, action: Action) -> None:
-        self.tool.hangs.add((COMMAND_FOR[action], name))
+        # A start hangs in the boot (the run itself returns at once).
+        command = "ready" if action is Action.START else COMMAND_FOR[action]
+        self.tool.hangs.add((command, name))
 
     def delay(self, name: str, seconds: float) -> None:
         self.tool.delays[name] = self.tool.delays.get(name, 0.0) + seconds

@@ -66,6 +66,16 @@ class LeaksTheRunProcess(MemoryInstance):
             return StopResult(exit_status=0)
 
 
+class LeavesTheVMRunningWhenStartTimesOut(MemoryInstance):
+    """A start whose guest never boots gives up but leaves its run process going."""
+
+    def start(self, *, timeout: float | None = None) -> None:
+        with self.guard.operation(Action.START):
+            process = self.tool.run(self.name)
+            self.tool.wait_ready(self.name)
+            self.process = process
+
+
 class StopFromStoppedRunsACommand(MemoryInstance):
     """The idempotent stop still asks the tool (and ignores "not running")."""
 
@@ -134,6 +144,9 @@ MUTANTS: dict[str, Mutant] = {
     ),
     "leaks_the_run_process": Mutant(
         _backend(LeaksTheRunProcess), "exited but never reaped"
+    ),
+    "leaves_the_vm_running_when_start_times_out": Mutant(
+        _backend(LeavesTheVMRunningWhenStartTimesOut), "but the tool says Running"
     ),
     "stop_from_stopped_runs_a_command": Mutant(
         _backend(StopFromStoppedRunsACommand), "no-op Stop from Stopped ran 1 command"
