@@ -7,7 +7,9 @@ byte-for-byte what GNU ``echo`` prints, and defers to the real one otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,20 +71,29 @@ def run_in_guest(
             return Outcome(0, echoed, "")
     sandbox.mkdir(parents=True, exist_ok=True)
     try:
-        completed = subprocess.run(
+        process = subprocess.Popen(
             list(argv),
             cwd=sandbox,
             env=guest_environment(sandbox, tty=tty),
-            input=(stdin or "").encode("utf-8", "surrogateescape"),
-            capture_output=True,
-            timeout=timeout,
-            check=False,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
     except FileNotFoundError:
         return Outcome(1, "", f'exec: "{argv[0]}": executable file not found in $PATH\n')
     except PermissionError:
         return Outcome(1, "", f'exec: "{argv[0]}": permission denied\n')
+    try:
+        stdout, stderr = process.communicate(
+            (stdin or "").encode("utf-8", "surrogateescape"), timeout=timeout
+        )
+    except BaseException:
+        # Timeout, Ctrl-C or a signal turned exception: the guest command and
+        # whatever it started must not outlive the exec (they are in their own session).
+        _kill_session(process)
+        raise
+    completed = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     status = completed.returncode
     # A command killed by a signal reports 128+N through the agent, like a shell would.
     exit_code = 128 - status if status < 0 else status
@@ -91,6 +102,13 @@ def run_in_guest(
         completed.stdout.decode("utf-8", "surrogateescape"),
         completed.stderr.decode("utf-8", "surrogateescape"),
     )
+
+
+def _kill_session(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.kill()
+    process.communicate()
 
 
 def sandbox_for(vm_directory: Path) -> Path:

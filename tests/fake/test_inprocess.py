@@ -235,3 +235,29 @@ def test_concurrent_clones_of_an_uncached_image_all_succeed(runner: InProcessRun
     assert [(r.exit_code, r.stderr) for r in results] == [(0, "")] * 8
     listed = runner.run(["list", "--source", "local", "-q"]).stdout.split()
     assert listed == sorted(f"vm{i}" for i in range(8))
+
+
+def _processes_with_argument(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.timeout(30)
+def test_a_timed_out_guest_command_takes_what_it_started_with_it(runner: InProcessRunner) -> None:
+    """Regression: a guest command cut short left its background children running."""
+    runner.run(["clone", MACOS, "vm"])
+    vm = runner.spawn(["run", "vm"])
+    try:
+        marker = "31.4159"
+        with pytest.raises(OperationTimeoutError):
+            runner.run(["exec", "vm", "sh", "-c", f"sleep {marker} & sleep {marker}"], timeout=0.5)
+        assert _processes_with_argument(f"sleep {marker}") == []
+    finally:
+        vm.send_signal(signal.SIGINT)
+        vm.wait(10)
