@@ -241,7 +241,8 @@ def _processes_with_argument(marker: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode():
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if entry.name.isdigit() and marker in argv:
                 found.append(int(entry.name))
         except OSError:
             continue
