@@ -32,8 +32,9 @@ HANG = "hang"
 class FaultInjector(Protocol):
     """Makes things go wrong for one VM, the way they do in the field.
 
-    ``kinds`` says which of :data:`DIE`, :data:`FAIL` and :data:`DELAY` work; the
-    kit only calls the methods for those.
+    ``kinds`` says which of :data:`DIE`, :data:`FAIL`, :data:`DELAY` (and, with a
+    :class:`HangInjector`, :data:`HANG`) work; the kit only calls the methods for those.
+    A method for a kind not listed may raise ``NotImplementedError``.
     """
 
     @property
