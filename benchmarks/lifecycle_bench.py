@@ -22,17 +22,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from report import Metric, interleaved, median_of_ratios
 
-from vms_core.backend import Availability
 from vms_core.lifecycle import cleanup
 from vms_tart.backend import TartBackend
 from vms_tart.config import DEFAULT_MACOS_RUN_OPTIONS, DEFAULT_SOURCE
-from vms_tart.runner import CommandResult, RunProcess, TartRunner
+from vms_tart.recording import RecordingRunner
 
 #: The fewest tart commands a lifecycle can take (see the module docstring).
 MINIMUM_INVOCATIONS = 7
@@ -41,43 +40,6 @@ BARE_RETRY_PAUSE = 0.02
 #: How long the bare script waits for running and readiness before it gives up.
 BARE_WAIT_LIMIT = 60.0
 PHASES = ("clone", "start", "exec", "stop", "delete")
-
-
-class RecordingRunner:
-    """A ``TartRunner`` that passes everything on and records each command's argv."""
-
-    def __init__(self, inner: TartRunner) -> None:
-        self.inner = inner
-        self.commands: list[tuple[str, ...]] = []
-
-    @property
-    def binary(self) -> str:
-        return self.inner.binary
-
-    def run(
-        self,
-        args: Sequence[str],
-        *,
-        timeout: float | None = None,
-        stdin: str | None = None,
-        stdout: IO[str] | None = None,
-        stderr: IO[str] | None = None,
-    ) -> CommandResult:
-        self.commands.append(tuple(args))
-        return self.inner.run(args, timeout=timeout, stdin=stdin, stdout=stdout, stderr=stderr)
-
-    def spawn(self, args: Sequence[str]) -> RunProcess:
-        self.commands.append(tuple(args))
-        return self.inner.spawn(args)
-
-    def availability(self) -> Availability:
-        return self.inner.availability()
-
-    def monotonic(self) -> float:
-        return self.inner.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
 
 
 class Phases:
@@ -161,7 +123,7 @@ class LifecycleBench:
         finally:
             cleanup(vm)
         self.library_phases.append(phases.seconds)
-        self.library_commands.append(recorder.commands)
+        self.library_commands.append(recorder.calls)
         return phases.total
 
     # -- the bare script ---------------------------------------------------------------

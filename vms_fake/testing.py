@@ -15,12 +15,9 @@ import json
 import math
 import shutil
 import tempfile
-import threading
-from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from vms_core.backend import Availability
 from vms_core.states import Action, State
 from vms_core.testing.harness import (
     DELAY,
@@ -36,7 +33,8 @@ from vms_fake.backend import FakeBackend
 from vms_fake.faults import FaultPlan
 from vms_fake.inprocess import InProcessRunner
 from vms_tart.backend import TartBackend
-from vms_tart.runner import CommandResult, RunProcess, TartRunner
+from vms_tart.recording import RecordingRunner
+from vms_tart.runner import TartRunner
 
 #: The tart command that carries out each action.
 COMMAND_FOR = {
@@ -51,61 +49,9 @@ INJECTED_STDERR = "injected by the vms testing kit"
 EXIT_WAIT_SECONDS = 10.0
 
 
-class CountingRunner:
-    """A ``TartRunner`` passing everything on, counting commands and keeping spawned runs."""
-
-    def __init__(self, inner: TartRunner) -> None:
-        self.inner = inner
-        self.commands = 0
-        self.spawned: list[RunProcess] = []
-        self._lock = threading.Lock()
-
-    @property
-    def binary(self) -> str:
-        return self.inner.binary
-
-    def run(
-        self,
-        args: Sequence[str],
-        *,
-        timeout: float | None = None,
-        stdin: str | None = None,
-        stdout: IO[str] | None = None,
-        stderr: IO[str] | None = None,
-    ) -> CommandResult:
-        with self._lock:
-            self.commands += 1
-        return self.inner.run(args, timeout=timeout, stdin=stdin, stdout=stdout, stderr=stderr)
-
-    def spawn(self, args: Sequence[str]) -> RunProcess:
-        process = self.inner.spawn(args)
-        with self._lock:
-            self.commands += 1
-            self.spawned.append(process)
-        return process
-
-    def availability(self) -> Availability:
-        return self.inner.availability()
-
-    def monotonic(self) -> float:
-        return self.inner.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
-
-    def latest_run(self, name: str) -> RunProcess | None:
-        """The last ``run`` spawned for VM ``name``."""
-        with self._lock:
-            for process in reversed(self.spawned):
-                if name in process.argv[2:3]:
-                    return process
-        return None
-
-    def in_process_runs_alive(self) -> list[str]:
-        """Simulated ``tart run``s still holding a VM (``poll`` has no real child to reap)."""
-        with self._lock:
-            spawned = list(self.spawned)
-        return [f"{' '.join(p.argv)} still running" for p in spawned if p.poll() is None]
+def in_process_runs_alive(runner: RecordingRunner) -> list[str]:
+    """Simulated ``tart run``s still holding a VM (``poll`` has no real child to reap)."""
+    return [f"{' '.join(p.argv)} still running" for p in runner.spawned if p.poll() is None]
 
 
 #: ``tart list``'s state words.
@@ -134,7 +80,7 @@ def tart_list_observer(runner: TartRunner) -> Observer:
 class PlanFaults:
     """The kit's :class:`~vms_core.testing.harness.FaultInjector` over a ``FaultPlan``."""
 
-    def __init__(self, plan: FaultPlan, runner: CountingRunner, kinds: frozenset[str]) -> None:
+    def __init__(self, plan: FaultPlan, runner: RecordingRunner, kinds: frozenset[str]) -> None:
         self.plan = plan
         self.runner = runner
         self.kinds = kinds
@@ -185,18 +131,18 @@ def in_process_harness(home: Path | str | None = None, **options: Any) -> Harnes
     assert isinstance(simulator, InProcessRunner)
     # An in-memory plan: nothing else reads it, and it costs no file I/O per command.
     plan = simulator.plan = FaultPlan(home=path)
-    runner = CountingRunner(simulator)
+    runner = RecordingRunner(simulator)
     backend.runner = runner
 
     new_children = ChildCensus()
 
     def leftovers() -> list[str]:
-        return runner.in_process_runs_alive() + new_children()
+        return in_process_runs_alive(runner) + new_children()
 
     return Harness(
         backend,
         faults=PlanFaults(plan, runner, frozenset({DIE, FAIL, HANG, DELAY})),
-        commands=lambda: runner.commands,
+        commands=lambda: runner.count,
         observe=tart_list_observer(runner.inner),
         leftover_processes=leftovers,
         close=(lambda: shutil.rmtree(path, ignore_errors=True)) if temporary else (lambda: None),
@@ -214,12 +160,12 @@ def executable_harness(
     path, temporary = _home_for(home)
     plan = FaultPlan.for_home(path)
     backend = TartBackend(binary=binary, home=str(path), **options)
-    runner = CountingRunner(backend.runner)  # the SubprocessRunner the options made
+    runner = RecordingRunner(backend.runner)  # the SubprocessRunner the options made
     backend.runner = runner
     return Harness(
         backend,
         faults=PlanFaults(plan, runner, frozenset({DIE, FAIL})),
-        commands=lambda: runner.commands,
+        commands=lambda: runner.count,
         observe=tart_list_observer(runner.inner),
         close=(lambda: shutil.rmtree(path, ignore_errors=True)) if temporary else (lambda: None),
     )

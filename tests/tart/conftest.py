@@ -4,75 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
-from vms_core.backend import Availability
 from vms_core.testing.harness import child_processes
 from vms_fake.faults import FaultPlan
 from vms_fake.inprocess import InProcessRunner
 from vms_tart.backend import TartBackend
-from vms_tart.runner import CommandResult, RunProcess, TartRunner
+from vms_tart.recording import RecordingRunner
+from vms_tart.runner import TartRunner
 
 FAKE_TART = str(Path(sys.executable).with_name("fake-tart"))
-
-
-class RecordingRunner:
-    """Passes everything to ``inner``, recording each argv (spawns included).
-
-    ``before`` may raise for chosen commands (e.g. KeyboardInterrupt at a moment).
-    """
-
-    def __init__(self, inner: TartRunner) -> None:
-        self.inner = inner
-        self.calls: list[tuple[str, ...]] = []
-        self.spawned: list[RunProcess] = []
-        self.before: Callable[[tuple[str, ...]], None] | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def binary(self) -> str:
-        return self.inner.binary
-
-    def _record(self, args: Sequence[str]) -> None:
-        with self._lock:
-            self.calls.append(tuple(args))
-        if self.before is not None:
-            self.before(tuple(args))
-
-    def run(
-        self,
-        args: Sequence[str],
-        *,
-        timeout: float | None = None,
-        stdin: str | None = None,
-        stdout: IO[str] | None = None,
-        stderr: IO[str] | None = None,
-    ) -> CommandResult:
-        self._record(args)
-        return self.inner.run(args, timeout=timeout, stdin=stdin, stdout=stdout, stderr=stderr)
-
-    def spawn(self, args: Sequence[str]) -> RunProcess:
-        self._record(args)
-        process = self.inner.spawn(args)
-        self.spawned.append(process)
-        return process
-
-    def availability(self) -> Availability:
-        return self.inner.availability()
-
-    def monotonic(self) -> float:
-        return self.inner.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
-
-    def subcommands(self) -> list[str]:
-        return [call[0] for call in self.calls]
 
 
 @dataclasses.dataclass
