@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 from kit.memory_backend import MemoryBackend
+from throwaway_plugins import install_backends
 
 from vms_core.cli.exit_status import ExitStatus
 
@@ -41,21 +41,17 @@ class CrashingBackend(BackendBase):
 @pytest.fixture
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Installed entry points: one unavailable, one failing to import, one crashing."""
-    (tmp_path / "vms_cli_probe_plugin.py").write_text(PLUGIN_MODULE)
-    dist = tmp_path / "vms_cli_probe-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vms-cli-probe\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        textwrap.dedent(
-            """
-            [vms.backends]
-            probe = vms_cli_probe_plugin:ProbeBackend
-            crashing = vms_cli_probe_plugin:CrashingBackend
-            broken = vms_no_such_module_xyz:Backend
-            """
-        )
+    install_backends(
+        tmp_path,
+        monkeypatch,
+        module_name="vms_cli_probe_plugin",
+        module_source=PLUGIN_MODULE,
+        entry_points={
+            "probe": "vms_cli_probe_plugin:ProbeBackend",
+            "crashing": "vms_cli_probe_plugin:CrashingBackend",
+            "broken": "vms_no_such_module_xyz:Backend",
+        },
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
 
 
 def test_backends_reports_each_plugin_and_survives_broken_ones(vms: Vms, plugins: None) -> None:

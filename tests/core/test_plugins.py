@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
-from stevedore.extension import ExtensionManager
+from throwaway_plugins import install_backends
 
 from vms_core import (
     BackendNotInstalledError,
@@ -39,23 +38,16 @@ class ProbeBackend(BackendBase):
 @pytest.fixture
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Install two entry points in group vms.backends: one good, one that fails to import."""
-    (tmp_path / "vms_probe_plugin.py").write_text(PLUGIN_MODULE)
-    dist = tmp_path / "vms_probe-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vms-probe\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        textwrap.dedent(
-            """
-            [vms.backends]
-            probe = vms_probe_plugin:ProbeBackend
-            broken = vms_no_such_module_xyz:Backend
-            """
-        )
+    install_backends(
+        tmp_path,
+        monkeypatch,
+        module_name="vms_probe_plugin",
+        module_source=PLUGIN_MODULE,
+        entry_points={
+            "probe": "vms_probe_plugin:ProbeBackend",
+            "broken": "vms_no_such_module_xyz:Backend",
+        },
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    # stevedore caches entry points per namespace for the whole process; start afresh so
-    # the throwaway distribution is seen even after other tests loaded a backend.
-    monkeypatch.setattr(ExtensionManager, "ENTRY_POINT_CACHE", {})
     return tmp_path
 
 
