@@ -72,8 +72,12 @@ def read_config(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
             document = tomllib.load(config_file)
     except FileNotFoundError:
         raise ConfigError(f"config file {os.fspath(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {os.fspath(path)!r} is not valid TOML: {err}") from err
+    except OSError as err:  # a directory, no permission, ...
+        raise ConfigError(
+            f"config file {os.fspath(path)!r} cannot be read: {err.strerror or err}"
+        ) from err
     name = document.get("backend")
     if not isinstance(name, str) or not name:
         raise ConfigError(

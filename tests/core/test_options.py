@@ -41,6 +41,8 @@ def test_unknown_option_names_the_accepted_ones() -> None:
         ({"memory": "lots"}, "x.memory: expected an integer"),
         ({"memory": True}, "x.memory: expected an integer"),
         ({"timeout": "soon"}, "x.timeout: expected a number"),
+        ({"timeout": float("nan")}, "x.timeout: expected a finite number"),
+        ({"timeout": float("inf")}, "x.timeout: expected a finite number"),
         ({"verbose": "yes"}, "x.verbose: expected bool"),
         ({"run_options": "--a"}, "x.run_options: expected a list"),
         ({"os": "windows"}, "x.os: 'windows' is not one of 'macos', 'linux'"),

@@ -117,3 +117,15 @@ def test_bad_config_files(plugins: Path, tmp_path: Path, text: str, fragment: st
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_backend_from_config(tmp_path / "nope.toml")
+
+
+def test_a_directory_is_not_a_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_backend_from_config(tmp_path)
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+    config = tmp_path / "vms.toml"
+    config.write_bytes(b"\xff\xfebackend = 'fake'\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_backend_from_config(config)
