@@ -18,7 +18,12 @@ logger = logging.getLogger(__name__)
 TERMINAL_STATES = frozenset({State.ERROR_UNKNOWN, State.DELETED})
 
 
-def cleanup(instance: Instance | None, *, stop_timeout: float | None = None) -> None:
+def cleanup(
+    instance: Instance | None,
+    *,
+    stop_timeout: float | None = None,
+    delete_timeout: float | None = None,
+) -> None:
     """Bring ``instance`` to Deleted (or leave it Initial when nothing was cloned).
 
     Reads the state once and dispatches: Deleted does nothing; Initial tries a
@@ -26,6 +31,7 @@ def cleanup(instance: Instance | None, *, stop_timeout: float | None = None) -> 
     error; Running is stopped (``stop_timeout`` is the graceful period) and must
     then be Stopped; Stopped, Suspended and ErrorUnknown are deleted and must then
     be Deleted. A transient state is an error: another operation owns the VM.
+    ``delete_timeout`` bounds each delete (a hung tool must not hang the caller).
     Failures raise :class:`CleanupError` carrying the state reached.
     """
     if instance is None:
@@ -35,7 +41,7 @@ def cleanup(instance: Instance | None, *, stop_timeout: float | None = None) -> 
         return
     if state is State.INITIAL:
         try:
-            instance.delete()
+            instance.delete(timeout=delete_timeout)
         except VMError as err:
             logger.debug("cleanup of %s from Initial: %s", instance.id, err)
         return
@@ -56,7 +62,7 @@ def cleanup(instance: Instance | None, *, stop_timeout: float | None = None) -> 
             ) from stop_error
     if state in (State.STOPPED, State.SUSPENDED, State.ERROR_UNKNOWN):
         try:
-            instance.delete()
+            instance.delete(timeout=delete_timeout)
         except VMError as err:
             after = instance.state()
             raise CleanupError(

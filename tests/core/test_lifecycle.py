@@ -239,3 +239,16 @@ def test_running_notes_a_cleanup_failure_on_the_original_error() -> None:
     with pytest.raises(ValueError) as info, running(vm):
         raise ValueError("user bug")
     assert any("cleanup also failed" in note for note in info.value.__notes__)
+
+
+def test_cleanup_bounds_each_delete_with_the_given_timeout() -> None:
+    seen: list[float | None] = []
+
+    class Recording(ScriptedInstance):
+        def delete(self, *, timeout: float | None = None) -> None:
+            seen.append(timeout)
+            super().delete(timeout=timeout)
+
+    cleanup(Recording(State.STOPPED), delete_timeout=7.5)
+    cleanup(Recording(State.INITIAL), delete_timeout=3.0)
+    assert seen == [7.5, 3.0]
