@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from vms_core.errors import VMError
+from vms_core.errors import NotFoundError, VMError
 from vms_core.instance import Capabilities, Instance
 from vms_core.states import State
 
 if TYPE_CHECKING:
     import datetime
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,16 +150,29 @@ class BackendBase:
         report = DeleteReport()
         for info in self.list_vms(prefix):
             try:
-                if info.running:
-                    self._stop_for_delete(info.name, stop_timeout)
-            except VMError as err:
-                # Carry on: the delete below may still succeed, and reports the truth.
-                report.failures[info.name] = err
-            try:
-                self._delete_by_name(info.name)
+                self._stop_and_delete(info, stop_timeout)
             except VMError as err:
                 report.failures[info.name] = err
             else:
                 report.deleted.append(info.name)
-                report.failures.pop(info.name, None)
         return report
+
+    def delete_vm(self, name: str, *, stop_timeout: float | None = None) -> None:
+        """Stop (if running) and delete the VM named exactly ``name`` (never one it prefixes).
+
+        Raises :class:`NotFoundError` when there is no such VM.
+        """
+        for info in self.list_vms(name):
+            if info.name == name:
+                self._stop_and_delete(info, stop_timeout)
+                return
+        raise NotFoundError(f"no VM named {name!r} on backend {self.name}")
+
+    def _stop_and_delete(self, info: VMInfo, stop_timeout: float | None) -> None:
+        if info.running:
+            try:
+                self._stop_for_delete(info.name, stop_timeout)
+            except VMError as err:
+                # Carry on: the delete below may still succeed, and its error tells the truth.
+                logger.debug("stop of %s before delete failed: %s", info.name, err)
+        self._delete_by_name(info.name)
