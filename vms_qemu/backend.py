@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import shutil
 import threading
 from typing import Any
 
-from vms_core.backend import Availability, BackendBase, VMDetail, VMInfo
-from vms_core.errors import NotFoundError
+from vms_core.backend import Availability, BackendBase, DeleteReport, VMDetail, VMInfo
 from vms_core.instance import Capabilities
 from vms_qemu.accel import Accelerator, resolve_accelerator
 from vms_qemu.guest import guest_files, missing_build_tools
 from vms_qemu.instance import CAPABILITIES, QemuInstance
 from vms_qemu.options import BUILTIN_SOURCE, QemuOptions
 from vms_qemu.process import kill_foreign, shut_down_foreign
-from vms_qemu.vmdir import MetadataError, VMDirectory, list_directories, validate_name
+from vms_qemu.vmdir import MetadataError, VMDirectory, VMMetadata, scan, validate_name
+
+logger = logging.getLogger(__name__)
 
 
 class QemuBackend(BackendBase):
@@ -76,15 +78,16 @@ class QemuBackend(BackendBase):
                             source or self.options.source)
 
     def list_vms(self, prefix: str | None = None) -> list[VMInfo]:
-        return [self._info(vmdir) for vmdir in list_directories(self.options.state_path, prefix)]
+        """Our VMs; a directory whose ``vm.json`` is unreadable is skipped with a warning."""
+        found = scan(self.options.state_path, prefix)
+        for name, err in found.broken.items():
+            logger.warning("skipping %s: %s", name, err)
+        return [self._info(vmdir, vmdir.read_metadata()) for vmdir in found.vms]
 
     def get_vm(self, name: str) -> VMDetail:
         vmdir = VMDirectory(self.options.state_path, name)
-        info = self._info(vmdir)  # NotFoundError when the directory is missing
-        try:
-            metadata = vmdir.read_metadata()
-        except MetadataError:
-            return VMDetail(info=info, extras={"directory": str(vmdir.path)})
+        metadata = vmdir.read_metadata()  # NotFoundError, or MetadataError when unreadable
+        info = self._info(vmdir, metadata)
         return VMDetail(
             info=info, cpus=metadata.cpus, memory_mib=metadata.memory,
             extras={
@@ -95,17 +98,23 @@ class QemuBackend(BackendBase):
             },
         )
 
-    def _info(self, vmdir: VMDirectory) -> VMInfo:
-        if not vmdir.exists():
-            raise NotFoundError(f"no QEMU VM named {vmdir.name!r} in {vmdir.root}")
+    def delete_all(
+        self, prefix: str | None = None, *, stop_timeout: float | None = None
+    ) -> DeleteReport:
+        """Like BackendBase's; a VM whose ``vm.json`` is unreadable is left in place and
+        reported as a failure (it may be a VM, but nothing proves it is ours)."""
+        report = super().delete_all(prefix, stop_timeout=stop_timeout)
+        for name, err in scan(self.options.state_path, prefix).broken.items():
+            report.failures.setdefault(name, MetadataError(
+                f"{name} not deleted: {err}; remove {self.options.state_path / name} "
+                "by hand if it is a VM"))
+        return report
+
+    def _info(self, vmdir: VMDirectory, metadata: VMMetadata) -> VMInfo:
         state, word = vmdir.on_disk_state()
-        try:
-            source: str | None = vmdir.read_metadata().source
-        except MetadataError:
-            source = None
         accessed = datetime.datetime.fromtimestamp(vmdir.path.stat().st_mtime, datetime.UTC)
         return VMInfo(name=vmdir.name, state=state, backend_state=word,
-                      running=word == "running", source=source, accessed=accessed)
+                      running=word == "running", source=metadata.source, accessed=accessed)
 
     def _stop_for_delete(self, name: str, stop_timeout: float | None) -> None:
         shut_down_foreign(
@@ -115,5 +124,6 @@ class QemuBackend(BackendBase):
 
     def _delete_by_name(self, name: str) -> None:
         vmdir = VMDirectory(self.options.state_path, name)
+        vmdir.read_metadata()  # proves it is still a VM of ours before anything is removed
         kill_foreign(vmdir)
         vmdir.remove()

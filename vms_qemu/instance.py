@@ -129,13 +129,17 @@ class QemuInstance:
             self._vmdir.create()
             self._owns_directory = True
             try:
+                # vm.json first: it marks the directory as a VM of ours, so a clone cut
+                # short is still listed (as incomplete, no disk yet) and delete_all removes it.
+                self._vmdir.write_metadata(metadata)
                 backing_format = self._image_format(metadata.backing, timeout)
+                staging = self._vmdir.disk.with_suffix(".qcow2.partial")
                 self._run_image_tool(
                     ["create", "-q", "-f", "qcow2", "-b", metadata.backing,
-                     "-F", backing_format, metadata.disk],
+                     "-F", backing_format, str(staging)],
                     timeout,
                 )
-                self._vmdir.write_metadata(metadata)
+                staging.replace(self._vmdir.disk)
             except BaseException:
                 self._vmdir.remove()
                 self._owns_directory = False

@@ -66,11 +66,34 @@ class VMMetadata:
 
     @classmethod
     def from_json(cls, text: str) -> VMMetadata:
-        data: dict[str, Any] = json.loads(text)
-        fields = {field.name for field in dataclasses.fields(cls)}
-        values = {key: value for key, value in data.items() if key in fields}
-        values["forwards"] = tuple(values.get("forwards", ()))
+        """Parse and check ``vm.json``; ValueError names what is wrong."""
+        data: Any = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        values: dict[str, Any] = {}
+        for name, kinds in _METADATA_TYPES.items():
+            if name not in data:
+                if name in _METADATA_OPTIONAL:
+                    continue
+                raise ValueError(f"{name!r} is missing")
+            value = data[name]
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise ValueError(f"{name!r} has the wrong type: {value!r}")
+            values[name] = value
+        forwards = values.get("forwards", [])
+        if not all(isinstance(forward, str) for forward in forwards):
+            raise ValueError(f"'forwards' must be a list of strings: {forwards!r}")
+        values["forwards"] = tuple(forwards)
         return cls(**values)
+
+
+_METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str, "source": str, "disk": str, "backing": str,
+    "kernel": (str, type(None)), "initrd": (str, type(None)),
+    "kernel_args": (str, type(None)), "memory": int, "cpus": int,
+    "forwards": list, "created": str,
+}
+_METADATA_OPTIONAL = frozenset({"forwards", "created"})
 
 
 def now_iso() -> str:
@@ -152,14 +175,23 @@ class VMDirectory:
         staging.replace(self.metadata_file)  # atomic: readers see all of it or nothing
 
     def read_metadata(self) -> VMMetadata:
+        """The VM's ``vm.json``. A directory without one is not a VM of ours (NotFoundError);
+        one that cannot be parsed raises MetadataError."""
         try:
-            return VMMetadata.from_json(self.metadata_file.read_text())
-        except FileNotFoundError:
+            metadata = VMMetadata.from_json(self.metadata_file.read_text())
+        except (FileNotFoundError, NotADirectoryError):
             if not self.exists():
                 raise NotFoundError(f"no QEMU VM named {self.name!r} in {self.root}") from None
-            raise MetadataError(f"{self.metadata_file} is missing (incomplete clone)") from None
-        except (ValueError, TypeError) as err:
+            raise NotFoundError(
+                f"{self.path} has no vm.json: not a QEMU VM of this backend"
+            ) from None
+        except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
             raise MetadataError(f"{self.metadata_file} is unreadable: {err}") from err
+        if metadata.name != self.name:
+            raise MetadataError(
+                f"{self.metadata_file} names the VM {metadata.name!r}, not {self.name!r}"
+            )
+        return metadata
 
     def running_pid(self) -> int | None:
         """QEMU's pid if a QEMU process of this VM is alive (verified by its command line)."""
@@ -199,8 +231,12 @@ class VMDirectory:
             return True
 
     def on_disk_state(self) -> tuple[State, str]:
-        """(state, word) as any process can derive it: running, suspended, stopped."""
-        if not self.metadata_file.is_file():
+        """(state, word) as any process can derive it: running, suspended, stopped.
+
+        Clone writes ``vm.json`` first and the disk last, so a VM without its disk is
+        a clone that was cut short: ``incomplete``.
+        """
+        if not self.disk.is_file():
             return State.ERROR_UNKNOWN, "incomplete"
         if self.running_pid() is not None:
             return State.RUNNING, "running"
@@ -225,16 +261,38 @@ class VMDirectory:
             raise VMError(f"could not remove {self.path}")
 
 
-def list_directories(root: Path, prefix: str | None = None) -> list[VMDirectory]:
-    """The VM directories under ``root`` whose names start with ``prefix``, sorted by name."""
+@dataclasses.dataclass
+class Scan:
+    """What :func:`scan` found: our VMs, and directories whose ``vm.json`` is unreadable."""
+
+    vms: list[VMDirectory] = dataclasses.field(default_factory=list)
+    broken: dict[str, MetadataError] = dataclasses.field(default_factory=dict)
+
+
+def scan(root: Path, prefix: str | None = None) -> Scan:
+    """The VM directories under ``root`` whose names start with ``prefix``, sorted by name.
+
+    Only a directory with a ``vm.json`` is a VM of ours: anything else under ``root``
+    is never listed, so never deleted.
+    """
+    found = Scan()
     if not root.is_dir():
-        return []
-    found = []
+        return found
     for entry in sorted(root.iterdir()):
-        if not entry.is_dir() or (prefix and not entry.name.startswith(prefix)):
+        if (prefix and not entry.name.startswith(prefix)) or not entry.is_dir():
             continue
         try:
-            found.append(VMDirectory(root, entry.name))
-        except InvalidNameError:
+            vmdir = VMDirectory(root, entry.name)
+            vmdir.read_metadata()
+        except (InvalidNameError, NotFoundError):
             continue  # not one of ours
+        except MetadataError as err:
+            found.broken[entry.name] = err
+            continue
+        found.vms.append(vmdir)
     return found
+
+
+def list_directories(root: Path, prefix: str | None = None) -> list[VMDirectory]:
+    """The directories of our VMs under ``root`` (see :func:`scan`)."""
+    return scan(root, prefix).vms

@@ -26,12 +26,18 @@ def metadata(vmdir: VMDirectory) -> VMMetadata:
                       cpus=1, forwards=("tcp:127.0.0.1:2222-:22",), created="now")
 
 
-@pytest.fixture
-def vmdir(tmp_path: Path) -> VMDirectory:
-    directory = VMDirectory(tmp_path, "vm-1")
+def make_vm(root: Path, name: str) -> VMDirectory:
+    """A complete cloned VM as clone leaves it: vm.json and the disk."""
+    directory = VMDirectory(root, name)
     directory.create()
     directory.write_metadata(metadata(directory))
+    directory.disk.write_bytes(b"")
     return directory
+
+
+@pytest.fixture
+def vmdir(tmp_path: Path) -> VMDirectory:
+    return make_vm(tmp_path, "vm-1")
 
 
 @pytest.fixture
@@ -67,11 +73,51 @@ def test_a_second_clone_of_the_same_name_is_refused(vmdir: VMDirectory) -> None:
 def test_missing_and_incomplete_vms(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         VMDirectory(tmp_path, "absent").read_metadata()
+    # Clone writes vm.json first and the disk last: a clone cut short has no disk.
     partial = VMDirectory(tmp_path, "partial")
     partial.create()
-    with pytest.raises(MetadataError):
-        partial.read_metadata()
+    partial.write_metadata(metadata(partial))
     assert partial.on_disk_state() == (State.ERROR_UNKNOWN, "incomplete")
+    backend = QemuBackend(state_dir=tmp_path)
+    assert [(i.name, i.state) for i in backend.list_vms()] == [("partial", State.ERROR_UNKNOWN)]
+    assert backend.delete_all().deleted == ["partial"] and not partial.exists()
+
+
+def test_directories_without_vm_json_are_not_ours_and_never_touched(tmp_path: Path) -> None:
+    (tmp_path / "mydata").mkdir()
+    (tmp_path / "mydata" / "file").write_text("precious")
+    (tmp_path / "vms-empty").mkdir()
+    backend = QemuBackend(state_dir=tmp_path)
+    assert backend.list_vms() == []
+    report = backend.delete_all("my")
+    assert (report.deleted, report.failures) == ([], {})
+    assert backend.delete_all().deleted == []
+    assert (tmp_path / "mydata" / "file").read_text() == "precious"
+    assert (tmp_path / "vms-empty").is_dir()
+    with pytest.raises(NotFoundError, match="mydata"):
+        backend.get_vm("mydata")
+
+
+@pytest.mark.parametrize("content", ["[]", "{", '{"name": 5}', "{}", '"x"', "\xff\xfe"])
+def test_a_bad_vm_json_is_skipped_with_a_warning_and_reported_by_delete_all(
+    tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = make_vm(tmp_path, "vms-good")
+    broken = tmp_path / "vms-broken"
+    broken.mkdir()
+    (broken / "vm.json").write_bytes(content.encode("latin-1"))
+    backend = QemuBackend(state_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="vms_qemu"):
+        assert [info.name for info in backend.list_vms()] == ["vms-good"]
+    assert "vms-broken" in caplog.text and "vm.json" in caplog.text
+    with pytest.raises(MetadataError, match=r"vm\.json"):
+        backend.get_vm("vms-broken")
+    assert backend.get_vm("vms-good").info.state is State.STOPPED
+    report = backend.delete_all("vms-")
+    assert report.deleted == ["vms-good"]
+    assert list(report.failures) == ["vms-broken"]
+    assert "vm.json" in str(report.failures["vms-broken"])
+    assert (broken / "vm.json").exists() and not good.exists()
 
 
 def test_state_from_disk_stopped_then_suspended(vmdir: VMDirectory) -> None:
@@ -112,9 +158,7 @@ def test_kill_foreign_kills_the_verified_process(
 
 def test_backend_lists_and_deletes_by_prefix(tmp_path: Path) -> None:
     for name in ("vms-a", "vms-b", "other"):
-        directory = VMDirectory(tmp_path, name)
-        directory.create()
-        directory.write_metadata(metadata(directory))
+        make_vm(tmp_path, name)
     (tmp_path / "not a vm").mkdir()
     backend = QemuBackend(state_dir=tmp_path)
     assert [info.name for info in backend.list_vms("vms-")] == ["vms-a", "vms-b"]
