@@ -36,7 +36,12 @@ from vms_fake.grammar import (
 from vms_fake.guest_exec import run_in_guest, sandbox_for
 from vms_fake.images import GB, MIB, Image
 from vms_fake.locks import PidLock, home_lock
-from vms_fake.names import RemoteName, UnknownReferenceFormat, parse_remote
+from vms_fake.names import (
+    RemoteName,
+    UnknownReferenceFormat,
+    is_usable_local_name,
+    parse_remote,
+)
 from vms_fake.vmrun import VMRun, read_run_info, send_signal
 from vms_fake.world import (
     CONFIG,
@@ -321,7 +326,7 @@ def cmd_pull(values: dict[str, Any], session: Session) -> Outcome:
     name = values["remote_name"]
     if values["concurrency"] < 1:
         raise UsageFailure("network concurrency cannot be less than 1", SPECS["pull"])
-    if session.home.vm_dir(name).is_dir() and "/" not in name:
+    if "/" not in name and is_usable_local_name(name) and session.home.vm_dir(name).is_dir():
         return Outcome(0, f'"{name}" is a local image, nothing to pull here!\n')
     remote = _parse_remote_or_fail(name)
     if remote is None:
@@ -453,7 +458,7 @@ def cmd_rename(values: dict[str, Any], session: Session) -> Outcome:
     if "/" in new_name:
         raise UsageFailure("<new-name> should be a local name", SPECS["rename"])
     home = session.home
-    if not home.vm_dir(name).is_dir() or "/" in name:
+    if "/" in name or not is_usable_local_name(name) or not home.vm_dir(name).is_dir():
         raise UsageFailure(f"failed to rename a non-existent local VM: {name}", None)
     if home.vm_dir(new_name).exists():
         raise UsageFailure(

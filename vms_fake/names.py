@@ -58,6 +58,19 @@ def is_remote(name: str) -> bool:
         return True
 
 
+#: The longest file name (in bytes) macOS and Linux file systems accept.
+NAME_MAX_BYTES = 255
+
+
 def is_usable_local_name(name: str) -> bool:
-    """Whether ``name`` can be a directory under ``vms/`` (tart itself has no whitelist)."""
-    return name not in {"", ".", ".."} and "/" not in name and "\0" not in name
+    """Whether ``name`` can be a directory under ``vms/`` (tart itself has no whitelist).
+
+    ``.`` and ``..`` would be ``vms/`` itself or the home: tart fails on them (and on
+    names the file system refuses) instead of touching other VMs, so the fake must too.
+    """
+    return (
+        name not in {"", ".", ".."}
+        and "/" not in name
+        and "\0" not in name
+        and len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX_BYTES
+    )

@@ -111,7 +111,8 @@ class VMRun:
         self.in_process = in_process
         self.timing = plan.timing(base_timing, name)
         self.faults: VMFaults = plan.for_vm(name)
-        self.directory = home.vm_dir(name)
+        # Provisional: validate() replaces it by open_vm(), which refuses unusable names.
+        self.directory = home.vms_dir / name
         self.token = uuid.uuid4().hex
         #: None while alive; the exit code, or ``-signum`` when killed by a signal.
         self.exit_status: int | None = None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vms_fake.clock import Clock
+from vms_fake.grammar import TartFailure
 from vms_fake.images import BUILTIN_IMAGES, GB, GUEST_HEADER_SIZE, MIB, Guest, Image
 from vms_fake.locks import lock_holder
 from vms_fake.names import RemoteName, is_usable_local_name, parse_remote
@@ -248,6 +249,12 @@ class TartHome:
     # -- local VMs ---------------------------------------------------------------------
 
     def vm_dir(self, name: str) -> Path:
+        """``vms/<name>``; an unusable name (``.``, ``..``, NUL, too long) is a TartFailure.
+
+        Never a path outside one VM's own directory: ``vms/.`` is every VM at once.
+        """
+        if not is_usable_local_name(name):
+            raise TartFailure(f'the specified VM name "{name}" is not a valid file name')
         return self.vms_dir / name
 
     @staticmethod
@@ -256,8 +263,10 @@ class TartHome:
 
     def open_vm(self, name: str, *, touch: bool = True) -> Path:
         """The directory of local VM ``name``; raises VMMissing / VMIncomplete like tart."""
+        if not is_usable_local_name(name):
+            raise VMMissing(name)
         directory = self.vm_dir(name)
-        if not is_usable_local_name(name) or not directory.is_dir():
+        if not directory.is_dir():
             raise VMMissing(name)
         if not self.is_complete(directory):
             raise VMIncomplete

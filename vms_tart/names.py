@@ -2,13 +2,17 @@
 
 tart has no character whitelist for local names; these are the strings it would
 misread: an empty name, one containing ``/`` (tart takes it for a registry
-reference, or refuses it as a new name), and one starting with ``-`` (parsed as
-an option).
+reference, or refuses it as a new name), one starting with ``-`` (parsed as
+an option), and the names no directory ``vms/<name>`` can have: ``.`` and ``..``
+(``vms/`` itself and the home: every VM at once), NUL, and more than 255 bytes.
 """
 
 from __future__ import annotations
 
 from vms_core.errors import InvalidNameError
+
+#: The longest file name, in bytes, that macOS (APFS) and Linux file systems accept.
+NAME_MAX_BYTES = 255
 
 
 def _common_problem(value: str) -> str | None:
@@ -19,7 +23,15 @@ def _common_problem(value: str) -> str | None:
     if value.startswith("-"):
         return "starts with '-' (tart would read it as an option)"
     if any(ord(char) < 32 for char in value):
-        return "contains control characters"
+        return "contains control characters (NUL included)"
+    return None
+
+
+def _file_name_problem(name: str) -> str | None:
+    if name in (".", ".."):
+        return "is not a usable directory name (tart would act on the VM directory itself)"
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX_BYTES:
+        return f"is longer than {NAME_MAX_BYTES} bytes, the longest file name"
     return None
 
 
@@ -28,6 +40,8 @@ def validate_name(name: str) -> str:
     problem = _common_problem(name)
     if problem is None and "/" in name:
         problem = "contains '/' (tart would read it as a registry reference)"
+    if problem is None:
+        problem = _file_name_problem(name)
     if problem is not None:
         raise InvalidNameError(f"invalid VM name {name!r}: it {problem}")
     return name
@@ -38,6 +52,8 @@ def validate_source(source: str) -> str:
     problem = _common_problem(source)
     if problem is None and (source.startswith("/") or source.endswith("/") or "//" in source):
         problem = "is neither a local VM name nor a registry reference"
+    if problem is None and "/" not in source:
+        problem = _file_name_problem(source)
     if problem is not None:
         raise InvalidNameError(f"invalid image source {source!r}: it {problem}")
     return source

@@ -18,7 +18,7 @@ from vms_core import (
     load_backend,
     load_backend_from_config,
 )
-from vms_core.errors import AlreadyRunningError
+from vms_core.errors import AlreadyRunningError, InvalidNameError
 from vms_tart.backend import TartBackend
 from vms_tart.config import TartOptions
 from vms_tart.errors import (
@@ -184,6 +184,20 @@ def test_create_instance_generates_prefixed_names_and_validates() -> None:
     assert backend.create_instance("mine", "other").properties().clone_info.source == "other"
     with pytest.raises(ValueError, match="invalid VM name"):
         backend.create_instance("a/b")
+
+
+@pytest.mark.parametrize("name", [".", "..", "x" * 256, "a\0b", "é" * 128])
+def test_names_no_vm_directory_can_have_are_refused_before_any_command(name: str) -> None:
+    runner = ScriptedRunner()
+    backend = TartBackend(runner=runner, source="base")
+    with pytest.raises(InvalidNameError, match="invalid VM name"):
+        backend.create_instance(name)
+    with pytest.raises(InvalidNameError):
+        backend.get_vm(name)
+    with pytest.raises(InvalidNameError, match="invalid image source"):
+        backend.create_instance("fine", name)
+    assert runner.calls == []
+    backend.create_instance("x" * 255)  # the longest file name is still a name
 
 
 def test_list_vms_is_local_and_filtered_by_prefix() -> None:
