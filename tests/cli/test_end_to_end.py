@@ -226,7 +226,7 @@ def test_keep_on_the_in_process_fake_keeps_the_vm_stopped(env: dict[str, str]) -
     assert "kept vms-kept stopped: backend fake runs VMs inside this process" in result.stderr
     listed = json.loads(vms(env, "list", "--backend", "fake", "--json").stdout)
     assert [(vm["name"], vm["state"]) for vm in listed] == [("vms-kept", "Stopped")]
-    removed = vms(env, "delete", "--backend", "fake", "--prefix", "vms-kept")
+    removed = vms(env, "delete", "--backend", "fake", "vms-kept")
     assert (removed.returncode, removed.stdout) == (0, "deleted vms-kept\n")
     assert leftover_vms(env) == []
 
@@ -259,7 +259,7 @@ def test_keep_over_the_fake_tart_executable_leaves_it_running(
         listed = json.loads(vms(env, "list", "--config", str(config), "--json").stdout)
         assert [(vm["name"], vm["state"]) for vm in listed] == [(name, "Running")]
         hint = shlex.split(result.stderr.split("remove it with: ")[1].splitlines()[0])
-        assert hint == ["vms", "delete", "--config", str(config), "--prefix", name]
+        assert hint == ["vms", "delete", "--config", str(config), name]
         removed = vms(env, *hint[1:])
         assert (removed.returncode, removed.stdout) == (0, f"deleted {name}\n"), removed.stderr
     finally:
@@ -291,3 +291,44 @@ def test_the_same_words_drive_a_real_qemu_vm(
         assert "vms: interrupted during start (" in after
     assert json.loads(vms(env, "list", "--config", str(config), "--json").stdout) == []
     assert processes_mentioning(str(state)) == []
+
+
+def fake_tart_config(tmp_path: Path) -> Path:
+    """The tart backend driving the fake-tart executable (real processes, faults read each time)."""
+    config = tmp_path / "ft.toml"
+    config.write_text('backend = "tart"\n[tart]\nbinary = "fake-tart"\n')
+    return config
+
+
+def test_ctrl_c_during_delete_keeps_the_report_of_what_was_deleted(
+    env: dict[str, str], spawn: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    from vms_fake.faults import FaultPlan
+
+    config = fake_tart_config(tmp_path)
+    for name in ("vms-a", "vms-b", "vms-c"):
+        cloned = subprocess.run(
+            [str(BIN / "fake-tart"), "clone", "ghcr.io/cirruslabs/macos-sequoia-base:latest", name],
+            env=env, capture_output=True, timeout=TIMEOUT, check=False,
+        )  # fmt: skip
+        assert cloned.returncode == 0, cloned.stderr
+    plan = FaultPlan.for_home(env["TART_HOME"]).hang_command("delete", vm="vms-b")
+    report = tmp_path / "deleted.out"
+    with report.open("w") as out:  # not a terminal: lines must be flushed as they go
+        process = subprocess.Popen(
+            [*VMS, "delete", "--config", str(config), "--prefix", "vms-"],
+            env=env, stdout=out, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        spawn.append(process)
+        deadline = time.monotonic() + TIMEOUT
+        while report.read_text() != "deleted vms-a\n":
+            assert process.poll() is None, "vms delete exited before deleting vms-a"
+            assert time.monotonic() < deadline, "deleted vms-a never reached the file"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 130, err
+    assert report.read_text() == "deleted vms-a\n"
+    assert "vms: interrupted: deleted vms-a; not deleted: vms-b, vms-c" in err
+    plan.clear()
+    assert sorted(leftover_vms(env)) == ["vms-b", "vms-c"]

@@ -139,3 +139,52 @@ def test_delete_refuses_an_empty_prefix(vms: Vms, memory: MemoryBackend) -> None
     assert outcome.status == ExitStatus.USAGE
     assert "non-empty --prefix" in outcome.err
     assert list(memory.tool.vms) == ["mine"]
+
+
+def test_delete_by_name_deletes_exactly_the_vms_named(vms: Vms, memory: MemoryBackend) -> None:
+    for name in ("web", "web-prod", "db"):
+        memory.tool.clone("memory-image", name)
+    memory.tool.run("web")
+    outcome = vms("delete", "--backend", "memory", "web", "db")
+    assert (outcome.status, outcome.out) == (0, "deleted web\ndeleted db\n"), outcome.err
+    assert list(memory.tool.vms) == ["web-prod"]
+
+
+def test_delete_of_a_name_that_does_not_exist_says_so_and_exits_5(
+    vms: Vms, memory: MemoryBackend
+) -> None:
+    memory.tool.clone("memory-image", "web-prod")
+    outcome = vms("delete", "--backend", "memory", "web")
+    assert outcome.status == ExitStatus.VM_OPERATION_FAILED
+    assert "vms: failed to delete web: no VM named 'web' on backend memory" in outcome.err
+    assert list(memory.tool.vms) == ["web-prod"]
+
+
+@pytest.mark.parametrize("arguments", [(), ("web", "--prefix", "web")], ids=["neither", "both"])
+def test_delete_takes_names_or_a_prefix(
+    vms: Vms, memory: MemoryBackend, arguments: tuple[str, ...]
+) -> None:
+    memory.tool.clone("memory-image", "web")
+    outcome = vms("delete", "--backend", "memory", *arguments)
+    assert outcome.status == ExitStatus.USAGE
+    assert list(memory.tool.vms) == ["web"]
+
+
+def test_ctrl_c_during_delete_says_what_was_deleted_and_what_is_left(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ci-1", "ci-2", "ci-3"):
+        memory.tool.clone("memory-image", name)
+    real_delete = memory.tool.delete
+
+    def delete(name: str) -> None:
+        if name == "ci-2":
+            raise KeyboardInterrupt
+        real_delete(name)
+
+    monkeypatch.setattr(memory.tool, "delete", delete)
+    outcome = vms("delete", "--backend", "memory", "--prefix", "ci-")
+    assert outcome.status == ExitStatus.INTERRUPTED
+    assert outcome.out == "deleted ci-1\n"
+    assert "vms: interrupted: deleted ci-1; not deleted: ci-2, ci-3" in outcome.err
+    assert outcome.error_lines == ["vms: error: interrupted"]

@@ -127,13 +127,14 @@ def test_the_timeout_bounds_the_steps_together(vms: Vms, memory: MemoryBackend) 
 def test_a_failed_cleanup_names_the_leftover_and_how_to_remove_it(
     vms: Vms, memory: MemoryBackend
 ) -> None:
+    memory.tool.clone("memory-image", "mem-left-prod")  # a name the hint must not touch
     memory.tool.fail_next("delete", "mem-left")
     outcome = vms("run", "--backend", "memory", "--name", "mem-left", "--", "true")
     assert outcome.status == ExitStatus.CLEANUP_FAILED
-    assert "vms delete --backend memory --prefix mem-left" in outcome.err
-    # The hint works.
-    assert vms("delete", "--backend", "memory", "--prefix", "mem-left").status == 0
-    assert memory.tool.vms == {}
+    assert "remove it with: vms delete --backend memory mem-left\n" in outcome.err
+    # The hint works, and deletes exactly the VM it names.
+    assert vms("delete", "--backend", "memory", "mem-left").status == 0
+    assert list(memory.tool.vms) == ["mem-left-prod"]
 
 
 class DetachableInstance(MemoryInstance):
@@ -153,10 +154,10 @@ def test_keep_detaches_the_vm_and_says_how_to_remove_it(
     outcome = vms("run", "--backend", "memory", "--keep", "--name", "mem-k", "--", "true")
     assert outcome.status == 0
     assert "kept mem-k running at 10.0.0.2" in outcome.err
-    assert "vms delete --backend memory --prefix mem-k" in outcome.err
+    assert "remove it with: vms delete --backend memory mem-k\n" in outcome.err
     assert DetachableInstance.detached == ["mem-k"]
     assert memory.list_vms()[0].state is State.RUNNING
-    vms("delete", "--backend", "memory", "--prefix", "mem-k")
+    vms("delete", "--backend", "memory", "mem-k")
     assert memory.tool.vms == {}
 
 
@@ -249,6 +250,6 @@ def test_a_second_ctrl_c_during_cleanup_names_what_is_left(
     assert outcome.status == 130
     assert (
         "vms: could not clean up mem-x (interrupted); it may be left behind; "
-        "remove it with: vms delete --backend memory --prefix mem-x"
+        "remove it with: vms delete --backend memory mem-x"
     ) in outcome.err
     assert outcome.error_lines == ["vms: error: interrupted"]

@@ -126,11 +126,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    if not args.prefix:
-        args.parser.error("delete needs a non-empty --prefix (it sweeps every VM matching it)")
+    if args.names and args.prefix is not None:
+        args.parser.error("give VM names or --prefix, not both")
+    if not args.names and not args.prefix:
+        args.parser.error(
+            "delete needs VM names (deleted exactly) or a non-empty --prefix "
+            "(sweeps every VM whose name starts with it)"
+        )
     progress = _progress(args)
     backend, _ = _backend(args, progress)
-    return delete_vms(backend, args.prefix, progress, sys.stdout, sys.stderr)
+    return delete_vms(
+        backend, progress, sys.stdout, sys.stderr, names=args.names, prefix=args.prefix
+    )
 
 
 def _common_options(*, suppress_defaults: bool) -> argparse.ArgumentParser:
@@ -205,9 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
-    delete = add("delete", _cmd_delete, "stop and delete every VM whose name starts with P")
+    delete = add(
+        "delete", _cmd_delete, "stop and delete the VMs named, or every VM whose name starts with P"
+    )
     _backend_options(delete, config=True)
-    delete.add_argument("--prefix", metavar="P", required=True, help="name prefix to sweep")
+    delete.add_argument("names", nargs="*", metavar="NAME", help="VMs to delete (exact names)")
+    delete.add_argument(
+        "--prefix", metavar="P", help="instead of names: sweep every VM whose name starts with P"
+    )
     return parser
 
 

@@ -10,7 +10,7 @@ from typing import IO, Any
 from vms_core.backend import Backend, VMInfo
 from vms_core.cli.exit_status import ExitStatus
 from vms_core.cli.progress import Progress
-from vms_core.errors import InvalidNameError, VMError
+from vms_core.errors import InvalidNameError, NotFoundError, NotSupportedError, VMError
 from vms_core.plugins import available_backends, load_backend
 
 logger = logging.getLogger(__name__)
@@ -89,19 +89,68 @@ def list_vms(backend: Backend, prefix: str, out: IO[str], *, as_json: bool) -> i
 
 
 def delete_vms(
-    backend: Backend, prefix: str, progress: Progress, out: IO[str], err: IO[str]
+    backend: Backend,
+    progress: Progress,
+    out: IO[str],
+    err: IO[str],
+    *,
+    names: Sequence[str] = (),
+    prefix: str | None = None,
 ) -> int:
-    """Stop and delete every VM whose name starts with ``prefix``; carry on past failures."""
-    if not prefix:
-        # An empty prefix would sweep every VM the tool has, including the user's own images.
-        raise InvalidNameError("vms delete needs a non-empty --prefix")
-    with progress.step(f"deleting {backend.name} VMs named {prefix}*") as step:
-        report = backend.delete_all(prefix)
-    for name in report.deleted:
-        out.write(f"deleted {name}\n")
-    for name, error in report.failures.items():
-        err.write(f"vms: failed to delete {name}: {error}\n")
-    progress.say(
-        f"deleted {len(report.deleted)}, failed {len(report.failures)} after {step.elapsed:.1f}s"
-    )
-    return ExitStatus.OK if report.ok else ExitStatus.VM_OPERATION_FAILED
+    """Stop and delete the VMs named exactly ``names``, or every VM whose name starts
+    with ``prefix``; carry on past failures.
+
+    Each deleted name is printed (and flushed) as it goes, so an interruption loses
+    nothing; a Ctrl-C says what was deleted and what was not.
+    """
+    if names:
+        targets = list(names)
+        what = ", ".join(names)
+    else:
+        if not prefix:
+            # An empty prefix would sweep every VM the tool has, including the user's own images.
+            raise InvalidNameError("vms delete needs a non-empty --prefix")
+        targets = [info.name for info in backend.list_vms(prefix)]
+        what = f"{prefix}*"
+    deleted: list[str] = []
+    failed: list[str] = []
+    with progress.step(f"deleting {backend.name} VMs {what}") as step:
+        for index, name in enumerate(targets):
+            try:
+                delete_one(backend, name)
+            except VMError as error:
+                failed.append(name)
+                err.write(f"vms: failed to delete {name}: {error}\n")
+                err.flush()
+            except KeyboardInterrupt:
+                left = ", ".join(targets[index:])
+                done = ", ".join(deleted) or "nothing"
+                err.write(f"vms: interrupted: deleted {done}; not deleted: {left}\n")
+                err.flush()
+                raise
+            else:
+                deleted.append(name)
+                out.write(f"deleted {name}\n")
+                out.flush()
+    progress.say(f"deleted {len(deleted)}, failed {len(failed)} after {step.elapsed:.1f}s")
+    return ExitStatus.VM_OPERATION_FAILED if failed else ExitStatus.OK
+
+
+def delete_one(backend: Backend, name: str) -> None:
+    """Stop (if running) and delete the VM named exactly ``name``."""
+    delete_vm = getattr(backend, "delete_vm", None)  # BackendBase has it; the protocol does not
+    if callable(delete_vm):
+        delete_vm(name)
+        return
+    # A backend with only delete_all(prefix): safe only when no other VM shares the prefix.
+    matching = [info.name for info in backend.list_vms(name)]
+    if name not in matching:
+        raise NotFoundError(f"no VM named {name!r} on backend {backend.name}")
+    if matching != [name]:
+        others = ", ".join(other for other in matching if other != name)
+        raise NotSupportedError(
+            f"backend {backend.name} can only delete by prefix, which would also delete {others}"
+        )
+    report = backend.delete_all(name)
+    if name in report.failures:
+        raise report.failures[name]

@@ -46,7 +46,9 @@ class RunRequest:
 
 def removal_hint(backend_options: Sequence[str], name: str) -> str:
     """The command that deletes ``name`` (``backend_options`` choose the same backend)."""
-    return shlex.join(["vms", "delete", *backend_options, "--prefix", name])
+    # "--" keeps a name that starts with "-" from reading as an option.
+    separator = ["--"] if name.startswith("-") else []
+    return shlex.join(["vms", "delete", *backend_options, *separator, name])
 
 
 def why_vm_cannot_outlive_us(backend: Backend, instance: Instance) -> str | None:
