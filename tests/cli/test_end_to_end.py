@@ -191,21 +191,23 @@ def wait_for_file(path: Path, process: subprocess.Popen[str]) -> None:
         time.sleep(0.01)
 
 
-def test_sigterm_during_the_command_cleans_up(
-    env: dict[str, str], spawn: list[subprocess.Popen[str]], tmp_path: Path
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_during_the_command_cleans_up(
+    env: dict[str, str], spawn: list[subprocess.Popen[str]], tmp_path: Path, signum: signal.Signals
 ) -> None:
+    # SIGHUP: the terminal or the SSH session closed; the VM must not be left behind.
     ready = tmp_path / "guest-started"
     marker = f"{os.getpid()}.5"  # a sleep no other process runs, to look for afterwards
     script = f'touch "{ready}"; exec sleep {marker}'
     process = start_vms(spawn, env, "run", "--", "sh", "-c", script)
     # Signal once the guest command runs: "during the command", not during its spawning.
     wait_for_file(ready, process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, after = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 130, after
     assert "vms: interrupted during the command (" in after
     assert "vms: stopped and deleted vms-" in after
-    assert after.splitlines()[-1] == "vms: error: interrupted by SIGTERM"
+    assert after.splitlines()[-1] == f"vms: error: interrupted by {signum.name}"
     assert leftover_vms(env) == []
     assert processes_mentioning(f"sleep {marker}") == []
 

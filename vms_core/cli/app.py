@@ -97,13 +97,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out=sys.stdout,
         err=sys.stderr,
     )
-    with _sigterm_as_interrupt():
-        return session.run()
+    return session.run()
+
+
+#: SIGTERM: a CI job's timeout, ``kill``. SIGHUP: the terminal or the SSH session closed.
+INTERRUPTING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (a CI job's timeout, ``kill``) like Ctrl-C, so the VM is cleaned up."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM and SIGHUP like Ctrl-C, so VMs are cleaned up and the user is told."""
 
     def interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -111,11 +114,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers (e.g. main() called from a test thread)
         return
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in INTERRUPTING_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -262,8 +266,9 @@ def _report(error: BaseException, *, debug: bool) -> int:
         message = f"internal error: {type(error).__name__}: {error}{hint}"
     else:
         message = str(error) or type(error).__name__
-    sys.stderr.write(f"vms: error: {message}\n")
-    sys.stderr.flush()
+    with contextlib.suppress(OSError, ValueError):  # stderr may be gone (a closed terminal)
+        sys.stderr.write(f"vms: error: {message}\n")
+        sys.stderr.flush()
     return int(status)
 
 
@@ -271,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with _logging_to_stderr(debug=args.debug, quiet=args.quiet):
         try:
-            return int(args.func(args))
+            with _signals_as_interrupt():
+                return int(args.func(args))
         except BrokenPipeError:
             # The reader went away (`vms list | head -1`): stop quietly, as a shell tool does,
             # and keep the interpreter from complaining when it flushes stdout at exit.

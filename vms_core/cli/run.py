@@ -243,8 +243,12 @@ class RunSession:
 
     def _tell(self, message: str) -> None:
         """A line the user must see even with --quiet (what happened to their VM)."""
-        self.err.write(f"vms: {message}\n")
-        self.err.flush()
+        try:
+            self.err.write(f"vms: {message}\n")
+            self.err.flush()
+        except (OSError, ValueError):
+            # stderr may be gone (SIGHUP: the terminal closed); the cleanup must go on.
+            logger.debug("could not tell the user: %s", message)
 
 
 def _ip_or_none(instance: Instance) -> str | None:
