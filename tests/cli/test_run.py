@@ -253,3 +253,48 @@ def test_a_second_ctrl_c_during_cleanup_names_what_is_left(
         "remove it with: vms delete --backend memory mem-x"
     ) in outcome.err
     assert outcome.error_lines == ["vms: error: interrupted"]
+
+
+class HungDeleteInstance(MemoryInstance):
+    """An instance whose delete hangs (a hung ``tart delete``) until its timeout runs out."""
+
+    def delete(self, *, timeout: float | None = None) -> None:
+        if timeout is None:
+            # Unbounded: a real tool would hang forever; fail the test instead of hanging it.
+            raise AssertionError("cleanup's delete was not given a timeout")
+        raise OperationTimeoutError(f"delete of {self.name} did not finish within {timeout:g}s")
+
+
+def test_cleanup_after_ctrl_c_bounds_the_delete_and_says_what_is_left(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memory, "instance_type", HungDeleteInstance)
+    monkeypatch.setattr(memory.tool, "exec", interrupted)
+    outcome = vms("run", "--backend", "memory", "--name", "mem-x", "--", "sleep", "60")
+    assert outcome.status == ExitStatus.INTERRUPTED
+    assert "vms: could not clean up mem-x (" in outcome.err
+    assert "delete of mem-x did not finish within" in outcome.err
+    assert "remove it with: vms delete --backend memory mem-x" in outcome.err
+    assert outcome.error_lines == ["vms: error: interrupted"]
+
+
+def test_ctrl_c_during_clone_does_not_claim_nothing_is_left_when_the_vm_exists(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_clone = memory.tool.clone
+
+    def clone_then_interrupted(source: str, name: str) -> None:
+        real_clone(source, name)  # the tool made the VM before the Ctrl-C landed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memory, "instance_type", HungDeleteInstance)
+    monkeypatch.setattr(memory.tool, "clone", clone_then_interrupted)
+    outcome = vms("run", "--backend", "memory", "--name", "mem-x", "--", "true")
+    assert outcome.status == ExitStatus.INTERRUPTED
+    assert "nothing left behind" not in outcome.err
+    assert "remove it with: vms delete --backend memory mem-x" in outcome.err
+    assert vms("delete", "--backend", "memory", "mem-x").status == 0
+    assert memory.tool.vms == {}

@@ -20,6 +20,7 @@ from vms_core.cli.progress import Progress
 from vms_core.errors import (
     CleanupError,
     InvalidNameError,
+    NotFoundError,
     NotSupportedError,
     OperationTimeoutError,
     VMError,
@@ -30,6 +31,10 @@ from vms_core.states import State
 from vms_core.waiting import Clock, Deadline
 
 logger = logging.getLogger(__name__)
+
+#: Bounds each delete during cleanup: a hung tool (``tart delete``) must not hang ``vms``
+#: forever after a Ctrl-C; past it, vms names what may be left and how to remove it.
+CLEANUP_DELETE_TIMEOUT = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +189,7 @@ class RunSession:
                         self.progress.say("the VM did not stop in time and was killed")
             self.progress.say(f"{instance.state()} after {step.elapsed:.1f}s")
         with self.progress.step(f"Deleting {instance.id}") as step:
-            cleanup(instance)
+            cleanup(instance, delete_timeout=CLEANUP_DELETE_TIMEOUT)
         self.progress.say(
             f"{instance.state()} after {step.elapsed:.1f}s "
             f"(total {self.progress.total_elapsed:.1f}s)"
@@ -205,7 +210,11 @@ class RunSession:
             what = "failed"
         self._tell(f"{what} during {self.phase} ({instance.id} is {before}); cleaning up")
         try:
-            cleanup(instance)
+            cleanup(instance, delete_timeout=CLEANUP_DELETE_TIMEOUT)
+            if before is State.INITIAL:
+                # cleanup() ignores a failed delete from Initial, but an interrupted clone
+                # may have left a VM: say "nothing left" only when the backend confirms it.
+                self._confirm_absent(instance.id)
         except (VMError, KeyboardInterrupt) as cleanup_error:
             interrupted = isinstance(cleanup_error, KeyboardInterrupt)
             reason = "interrupted" if interrupted else str(cleanup_error)
@@ -213,6 +222,13 @@ class RunSession:
             error.add_note(f"cleanup of {instance.id} failed: {reason}")
             return
         self._tell(_cleanup_summary(instance.id, before, instance.state()))
+
+    def _confirm_absent(self, name: str) -> None:
+        try:
+            self.backend.get_vm(name)
+        except NotFoundError:
+            return
+        raise CleanupError(f"{name} exists after an interrupted clone", State.INITIAL)
 
     def _tell_left_behind(self, instance: Instance, reason: str) -> None:
         self._tell(
