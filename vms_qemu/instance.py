@@ -35,7 +35,7 @@ from vms_qemu.process import (
     kill_foreign,
     shut_down,
 )
-from vms_qemu.qga import AgentCommandError, GuestAgentClient
+from vms_qemu.qga import OUTPUT_LIMIT, AgentCommandError, GuestAgentClient
 from vms_qemu.qmp import QMPClient
 from vms_qemu.vmdir import VMDirectory, VMMetadata, now_iso
 
@@ -418,19 +418,24 @@ class QemuInstance:
         try:
             finished = agent.run(command, list(args),
                                  stdin=None if stdin is None else stdin.encode(), timeout=timeout)
-            result = ExecResult(argv, finished.exit_code,
-                                finished.stdout.decode(errors="replace"),
-                                finished.stderr.decode(errors="replace"))
+            result = ExecResult(argv, finished.exit_code, decode_output(finished.stdout),
+                                decode_output(finished.stderr))
+            truncated = [name for name, cut in (("stdout", finished.stdout_truncated),
+                                                ("stderr", finished.stderr_truncated)) if cut]
         except AgentCommandError as err:
             if err.command != "guest-exec":
                 raise
-            result = ExecResult(argv, 127, "", err.description + "\n")
+            result, truncated = ExecResult(argv, 127, "", err.description + "\n"), []
+        except OperationTimeoutError:
+            raise  # the guest command timed out (and was killed); QEMU is fine
         except (ChannelClosedError, OSError) as err:
             if process is not None:
                 process.wait(QUIT_TIMEOUT)  # the channel closes just before QEMU exits
             if self.state() is not State.RUNNING:
                 raise NotRunningError(f"{self.id} stopped while running {command}") from err
             raise
+        if truncated:
+            raise OutputTruncatedError(result, truncated)
         if stdout is not None and result.stdout:
             stdout.write(result.stdout)
         if stderr is not None and result.stderr:
@@ -472,6 +477,31 @@ class QemuInstance:
         self._process = None
         self._forwards = []
         self._vmdir.clear_runtime_files()
+
+
+def decode_output(data: bytes) -> str:
+    """Guest output as text: UTF-8, each undecodable byte shown as U+FFFD.
+
+    The same as the tart backend, so a caller sees one rule; invalid bytes cannot be
+    told apart from a real U+FFFD afterwards (see docs/qemu.md).
+    """
+    return data.decode("utf-8", errors="replace")
+
+
+class OutputTruncatedError(VMError):
+    """The guest command wrote more than qemu-ga keeps (OUTPUT_LIMIT bytes per stream).
+
+    ``result`` holds the exit code and the output as far as it was kept.
+    """
+
+    def __init__(self, result: ExecResult, streams: list[str]) -> None:
+        self.result = result
+        self.streams = streams
+        super().__init__(
+            f"guest command {' '.join(result.argv)} wrote more than {OUTPUT_LIMIT // 2**20} MiB "
+            f"to {' and '.join(streams)} (exit code {result.exit_code}); qemu-ga keeps only "
+            "that much, so the output is incomplete. Write large output to a file in the guest"
+        )
 
 
 def _connect_when_listening(

@@ -18,14 +18,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vms_core.errors import BackendCommandError, OperationTimeoutError
+from vms_core.errors import BackendCommandError, OperationTimeoutError, VMError
 from vms_core.waiting import Backoff, Deadline
-from vms_qemu.channel import DELIMITER, JsonChannel
+from vms_qemu.channel import DELIMITER, ChannelClosedError, JsonChannel
 
 logger = logging.getLogger(__name__)
 
 #: How long one sync attempt waits before it is repeated with a new id.
 SYNC_ATTEMPT_TIMEOUT = 1.0
+#: qemu-ga keeps at most this much of each output stream of a guest-exec process
+#: (GUEST_EXEC_MAX_OUTPUT in QEMU's qga/commands.c) and drops the rest.
+OUTPUT_LIMIT = 16 * 1024 * 1024
+#: How long killing a timed-out guest command may take before we give up on it.
+KILL_TIMEOUT = 5.0
+#: Run by the guest's sh with the timed-out pid as $1: stops, then kills, the process
+#: and all its descendants (qemu-ga's children share its process group, so no group kill).
+_KILL_TREE = (
+    'kill_tree() { kill -STOP "$1" 2>/dev/null; '
+    'for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do kill_tree "$child"; done; '
+    'kill -KILL "$1" 2>/dev/null; }; kill_tree "$1"'
+)
 _EXEC_POLL = Backoff(initial=0.01, factor=1.5, maximum=0.25)
 _ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
 
@@ -43,6 +55,10 @@ class AgentCommandError(BackendCommandError):
         )
 
 
+class GuestArgumentError(VMError, ValueError):
+    """A guest command argument the guest agent cannot pass through unchanged."""
+
+
 @dataclasses.dataclass(frozen=True)
 class GuestProcessStatus:
     """A finished ``guest-exec`` process."""
@@ -52,6 +68,9 @@ class GuestProcessStatus:
     stderr: bytes
     #: Set when a signal ended the process (exit_code is then -signal).
     signal: int | None = None
+    #: qemu-ga kept only the first OUTPUT_LIMIT bytes of that stream.
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
 
 
 class GuestAgentClient:
@@ -104,17 +123,20 @@ class GuestAgentClient:
         except OperationTimeoutError:
             return False
 
-    def command(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
+    def command(
+        self, name: str, arguments: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
         """Run ``name`` and return its ``return`` value; an error reply raises."""
         message: dict[str, Any] = {"execute": name}
         if arguments:
             message["arguments"] = arguments
+        limit = self.timeout if timeout is None else timeout
         with self._lock:
-            if self._needs_sync and not self._sync_once(next(_ids), self.timeout):
-                raise OperationTimeoutError(f"guest agent did not answer within {self.timeout:g}s")
+            if self._needs_sync and not self._sync_once(next(_ids), limit):
+                raise OperationTimeoutError(f"guest agent did not answer within {limit:g}s")
             self._channel.send(message)
             try:
-                reply = self._channel.receive(timeout=self.timeout)
+                reply = self._channel.receive(timeout=limit)
             except OperationTimeoutError:
                 self._needs_sync = True  # a late reply would otherwise answer the next command
                 raise
@@ -128,16 +150,26 @@ class GuestAgentClient:
     def ping(self) -> None:
         self.command("guest-ping")
 
-    def start_process(self, path: str, args: list[str], stdin: bytes | None = None) -> int:
-        """Start a guest process with captured output; its guest pid."""
-        arguments: dict[str, Any] = {"path": path, "arg": args, "capture-output": True}
+    def start_process(
+        self, path: str, args: list[str], stdin: bytes | None = None, *, capture: bool = True,
+        timeout: float | None = None,
+    ) -> int:
+        """Start a guest process (output captured unless ``capture`` is false); its guest pid."""
+        for argument in (path, *args):
+            if "\0" in argument:
+                # QEMU's JSON parser turns \u0000 into the bytes C0 80: the guest would get
+                # a different argument than the one asked for.
+                raise GuestArgumentError(
+                    f"guest command arguments cannot contain NUL: {argument!r}")
+        arguments: dict[str, Any] = {"path": path, "arg": args, "capture-output": capture}
         if stdin is not None:
             arguments["input-data"] = base64.b64encode(stdin).decode()
-        return int(self.command("guest-exec", arguments)["pid"])
+        return int(self.command("guest-exec", arguments, timeout=timeout)["pid"])
 
-    def process_status(self, pid: int) -> GuestProcessStatus | None:
+    def process_status(self, pid: int, *, timeout: float | None = None
+                       ) -> GuestProcessStatus | None:
         """The result once the guest process exited, else None."""
-        status = self.command("guest-exec-status", {"pid": pid})
+        status = self.command("guest-exec-status", {"pid": pid}, timeout=timeout)
         if not status.get("exited"):
             return None
         signal = status.get("signal")
@@ -147,7 +179,33 @@ class GuestAgentClient:
             stdout=base64.b64decode(status.get("out-data", "")),
             stderr=base64.b64decode(status.get("err-data", "")),
             signal=int(signal) if signal is not None else None,
+            stdout_truncated=bool(status.get("out-truncated")),
+            stderr_truncated=bool(status.get("err-truncated")),
         )
+
+    def kill_process(self, pid: int, *, sleep: Callable[[float], None] | None = None) -> bool:
+        """SIGKILL guest process ``pid`` and its descendants; True once it is seen gone.
+
+        Best effort within KILL_TIMEOUT: the caller is already handling a timeout, so a
+        failure here is logged rather than raised over it.
+        """
+        pause = sleep or time.sleep
+        deadline = Deadline(KILL_TIMEOUT)
+        try:
+            killer = self.start_process("sh", ["-c", _KILL_TREE, "sh", str(pid)],
+                                        capture=False, timeout=KILL_TIMEOUT)
+            for target in (killer, pid):  # reaping both also frees qemu-ga's records of them
+                for delay in _EXEC_POLL.delays():
+                    remaining = deadline.remaining()
+                    if remaining is None or remaining <= 0:
+                        raise OperationTimeoutError(f"guest pid {target} still running")
+                    if self.process_status(target, timeout=remaining) is not None:
+                        break
+                    pause(min(delay, remaining))
+        except (BackendCommandError, OperationTimeoutError, ChannelClosedError, OSError) as err:
+            logger.warning("could not kill guest process %d: %s", pid, err)
+            return False
+        return True
 
     def run(
         self,
@@ -168,8 +226,11 @@ class GuestAgentClient:
                 return result
             remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
+                killed = self.kill_process(pid, sleep=pause)
                 raise OperationTimeoutError(
-                    f"guest command {path} still running after {timeout:g}s (guest pid {pid})"
+                    f"guest command {path} still running after {timeout:g}s; "
+                    + (f"killed it (guest pid {pid})" if killed
+                       else f"could not kill it (guest pid {pid})")
                 )
             pause(delay if remaining is None else min(delay, remaining))
         raise AssertionError("unreachable")  # pragma: no cover

@@ -13,7 +13,7 @@ import pytest
 
 from vms_core.errors import BackendCommandError, OperationTimeoutError
 from vms_qemu.channel import ChannelClosedError
-from vms_qemu.qga import AgentCommandError, GuestAgentClient
+from vms_qemu.qga import AgentCommandError, GuestAgentClient, GuestArgumentError
 from vms_qemu.qmp import QMPClient, QMPCommandError
 
 from .fakesocket import FakeServer, Peer
@@ -243,5 +243,62 @@ def test_agent_resyncs_after_an_abandoned_reply(socket_path: Path) -> None:
             release.set()
             client.timeout = 5
             assert client.command("guest-ping") == {"pong": True}
+        finally:
+            client.close()
+
+
+def test_agent_run_kills_the_guest_command_tree_when_it_times_out(socket_path: Path) -> None:
+    """The timed-out command and its children must not keep running in the guest."""
+    killer_requests: list[dict[str, object]] = []
+
+    def handler(peer: Peer) -> None:
+        assert peer.receive()["execute"] == "guest-exec"
+        peer.send({"return": {"pid": 77}})
+        while True:
+            request = peer.receive()
+            if request["execute"] == "guest-exec":
+                break
+            peer.send({"return": {"exited": False}})
+        killer_requests.append(request["arguments"])
+        peer.send({"return": {"pid": 78}})
+        assert peer.receive() == {"execute": "guest-exec-status", "arguments": {"pid": 78}}
+        peer.send({"return": {"exited": True, "exitcode": 0}})
+        assert peer.receive() == {"execute": "guest-exec-status", "arguments": {"pid": 77}}
+        peer.send({"return": {"exited": True, "signal": 9}})
+
+    with FakeServer(socket_path, handler):
+        client = GuestAgentClient.connect(str(socket_path))
+        try:
+            with pytest.raises(OperationTimeoutError, match=r"killed it \(guest pid 77\)"):
+                client.run("sleep", ["600"], timeout=0.05, sleep=lambda _: None)
+        finally:
+            client.close()
+    [killer] = killer_requests
+    assert killer["path"] == "sh" and killer["capture-output"] is False
+    args = killer["arg"]
+    assert isinstance(args, list) and args[-1] == "77" and "children" in args[1]
+
+
+def test_agent_run_reports_output_cut_at_the_agents_limit(socket_path: Path) -> None:
+    status = {"exited": True, "exitcode": 0, "out-data": base64.b64encode(b"x").decode(),
+              "out-truncated": True}
+    with FakeServer(socket_path, exec_handler(status)):
+        client = GuestAgentClient.connect(str(socket_path))
+        try:
+            result = client.run("sh", ["-c", "x"], sleep=lambda _: None)
+        finally:
+            client.close()
+    assert (result.stdout_truncated, result.stderr_truncated) == (True, False)
+
+
+def test_agent_refuses_nul_in_arguments_before_sending(socket_path: Path) -> None:
+    def handler(peer: Peer) -> None:
+        peer.receive()  # nothing may arrive
+
+    with FakeServer(socket_path, handler):
+        client = GuestAgentClient.connect(str(socket_path))
+        try:
+            with pytest.raises(GuestArgumentError, match="NUL"):
+                client.start_process("echo", ["a\0b"])
         finally:
             client.close()

@@ -9,10 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from vms_core.errors import BackendCommandError, NotRunningError, TransitionNotAllowedError
+from vms_core.errors import (
+    BackendCommandError,
+    NotRunningError,
+    OperationTimeoutError,
+    TransitionNotAllowedError,
+)
 from vms_core.states import State
 from vms_qemu.backend import QemuBackend
-from vms_qemu.instance import QemuInstance
+from vms_qemu.instance import OutputTruncatedError, QemuInstance
+from vms_qemu.process import QemuProcess
+from vms_qemu.qga import OUTPUT_LIMIT, GuestArgumentError
 
 from .conftest import qemu_processes_under, requires_qemu
 
@@ -60,6 +67,36 @@ def test_exec_feeds_stdin_and_copies_output_to_writers(vm: QemuInstance) -> None
 def test_exec_of_a_missing_command_is_exit_127(vm: QemuInstance) -> None:
     result = vm.exec("no-such-command")
     assert result.exit_code == 127 and "no-such-command" in result.stderr
+
+
+def test_exec_timeout_raises_without_waiting_on_qemu_and_kills_the_command(
+    vm: QemuInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A timeout was taken for a closing channel: exec waited QUIT_TIMEOUT (10 s) for QEMU.
+    waits: list[float | None] = []
+    monkeypatch.setattr(QemuProcess, "wait", lambda self, timeout: waits.append(timeout))
+    with pytest.raises(OperationTimeoutError, match="killed it"):
+        vm.exec("sh", "-c", "sleep 600 & sleep 601; echo never", timeout=0.5)
+    assert waits == []
+    monkeypatch.undo()
+    assert "sleep 60" not in vm.exec("ps").stdout  # the command and its child are gone
+
+
+def test_exec_output_beyond_the_agents_limit_raises_instead_of_truncating(
+    vm: QemuInstance,
+) -> None:
+    with pytest.raises(OutputTruncatedError, match="stdout") as caught:
+        vm.exec("head", "-c", str(OUTPUT_LIMIT + 1), "/dev/zero")
+    assert caught.value.result.exit_code == 0
+    assert len(caught.value.result.stdout) == OUTPUT_LIMIT
+    assert vm.exec("true").ok  # the agent is still in step
+
+
+def test_non_utf8_output_is_decoded_with_replacement_characters(vm: QemuInstance) -> None:
+    result = vm.exec("printf", "\\377\\376abc\\n")
+    assert result.stdout == "\ufffd\ufffdabc\n"
+    with pytest.raises(GuestArgumentError):
+        vm.exec("echo", "a\0b")
 
 
 def test_properties_report_the_host_side_forward(vm: QemuInstance) -> None:
