@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kit.memory_backend import MemoryBackend
 
@@ -80,6 +82,8 @@ def test_an_internal_error_says_so_and_exits_1(
         (CleanupError("x", State.STOPPED), 6),
         (OperationTimeoutError("x"), 124),
         (NotFoundError("x"), 5),
+        # The host refused (a name too long for its filesystem, a full disk): not a vms bug.
+        (OSError(36, "File name too long"), 5),
         (ValueError("x"), 1),
     ],
 )
@@ -146,3 +150,44 @@ def test_importing_the_library_does_not_import_the_command() -> None:
         [sys.executable, "-c", check], capture_output=True, text=True, check=True
     )
     assert result.stdout == "[]\n"
+
+
+@pytest.mark.parametrize(
+    ("config_text", "status"),
+    [
+        # The fake's home cannot be created: a bad option value in the config file.
+        ('backend = "fake"\n[fake]\nhome = "/proc/nonexistent/home"\n', ExitStatus.CONFIG),
+        # A faults file that is not JSON.
+        ('backend = "fake"\n[fake]\nfaults_file = "{bad_json}"\n', ExitStatus.CONFIG),
+    ],
+    ids=["unusable-home", "faults-file-not-json"],
+)
+def test_a_backend_that_cannot_be_set_up_from_its_config_is_one_line(
+    vms: Vms, tmp_path: Path, config_text: str, status: ExitStatus
+) -> None:
+    bad_json = tmp_path / "faults.json"
+    bad_json.write_text("{")
+    config = tmp_path / "vms.toml"
+    config.write_text(config_text.replace("{bad_json}", str(bad_json)))
+    outcome = vms("run", "--config", str(config), "--", "true")
+    assert outcome.status == status, outcome.err
+    [line] = outcome.error_lines
+    assert "internal error" not in line
+    assert f"config file {config}" in line
+
+
+def test_a_backend_whose_constructor_fails_without_options_is_status_3(
+    vms: Vms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vms_core.cli import selection
+
+    def broken(name: str, **options: object) -> object:
+        raise OSError(13, "Permission denied", "/var/lib/vms")
+
+    monkeypatch.setattr(selection, "load_backend", broken)
+    outcome = vms("list", "--backend", "fake")
+    assert outcome.status == ExitStatus.BACKEND_UNAVAILABLE
+    assert outcome.error_lines == [
+        "vms: error: backend fake could not be set up: PermissionError: "
+        "[Errno 13] Permission denied: '/var/lib/vms'"
+    ]

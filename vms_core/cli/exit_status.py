@@ -51,7 +51,9 @@ def exit_status_for(error: BaseException) -> ExitStatus:
         return ExitStatus.CLEANUP_FAILED
     if isinstance(error, OperationTimeoutError):
         return ExitStatus.TIMEOUT
-    if isinstance(error, VMError):
+    # OSError: the host refused an operation (a full disk, a name too long for its
+    # filesystem); the message says what, and it is not a bug to report as one.
+    if isinstance(error, VMError | OSError):
         return ExitStatus.VM_OPERATION_FAILED
     return ExitStatus.INTERNAL_ERROR
 

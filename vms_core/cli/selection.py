@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vms_core.backend import Backend
-from vms_core.errors import BackendUnavailableError, ConfigError
+from vms_core.errors import BackendUnavailableError, ConfigError, VMError
 from vms_core.plugins import load_backend, read_config
 
 CONFIG_ENV = "VMS_CONFIG"
@@ -87,8 +87,23 @@ def load_available(choice: BackendChoice) -> Backend:
     Raises :class:`BackendNotInstalledError`, :class:`ConfigError` or
     :class:`BackendUnavailableError` with the backend's own reason.
     """
-    loaded = load_backend(choice.name, **dict(choice.options))
-    availability = loaded.availability()
+    try:
+        loaded = load_backend(choice.name, **dict(choice.options))
+        availability = loaded.availability()
+    except VMError:
+        raise  # already says what is wrong, with its own status
+    except Exception as error:
+        # A constructor that trips over its options (an unusable directory, a malformed
+        # file it names) is the user's setup to fix, not a bug to report with a traceback.
+        cause = f"{type(error).__name__}: {error}"
+        if choice.config:
+            raise ConfigError(
+                f"backend {choice.name} could not be set up with the options from "
+                f"config file {choice.config}: {cause}"
+            ) from error
+        raise BackendUnavailableError(
+            f"backend {choice.name} could not be set up: {cause}"
+        ) from error
     if not availability:
         reason = availability.reason or "no reason given"
         raise BackendUnavailableError(f"backend {choice.name} cannot run here: {reason}")
