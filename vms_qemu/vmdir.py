@@ -7,6 +7,7 @@ and ``suspend.state`` (present exactly while the VM is suspended).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -16,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -165,9 +167,25 @@ class VMDirectory:
             ) from None
 
     def prepare_sockets(self) -> None:
-        self.socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Make the socket directory; a fallback under the shared temp directory is made
+        private (0700) and refused if it is a symlink or belongs to another user."""
+        if self.socket_dir != self.path:
+            for directory in (self.socket_dir.parent, self.socket_dir):
+                _private_directory(directory, create=True)
         for socket_path in (self.qmp_socket, self.agent_socket):
             socket_path.unlink(missing_ok=True)
+
+    def _remove_socket_dir(self) -> None:
+        """Remove a fallback socket directory, and the per-user one once it is empty."""
+        if self.socket_dir == self.path:
+            return
+        try:
+            _private_directory(self.socket_dir.parent, create=False)
+        except (VMError, FileNotFoundError):
+            return  # not ours (or gone): never delete through someone else's directory
+        shutil.rmtree(self.socket_dir, ignore_errors=True)  # refuses a symlink itself
+        with contextlib.suppress(OSError):  # other VMs' sockets are still there
+            self.socket_dir.parent.rmdir()
 
     def write_metadata(self, metadata: VMMetadata) -> None:
         staging = self.metadata_file.with_suffix(".json.tmp")
@@ -249,16 +267,31 @@ class VMDirectory:
         for stale in (self.pidfile, self.qmp_socket, self.agent_socket,
                       self.partial_suspend_state):
             stale.unlink(missing_ok=True)
-        if self.socket_dir != self.path:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        self._remove_socket_dir()
 
     def remove(self) -> None:
         """Delete every file of this VM."""
-        if self.socket_dir != self.path:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        self._remove_socket_dir()
         shutil.rmtree(self.path, ignore_errors=True)
         if self.path.exists():
             raise VMError(f"could not remove {self.path}")
+
+
+def _private_directory(path: Path, *, create: bool) -> None:
+    """Check (after making it, if ``create``) that ``path`` is a real directory of ours
+    that only we can use; VMError if it is a symlink or another user's."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise VMError(f"{path} is a symlink or not a directory; refusing to use it for "
+                      "QEMU sockets (remove it, or use a shorter state_dir)")
+    if info.st_uid != os.getuid():
+        raise VMError(f"{path} belongs to uid {info.st_uid}, not to this user; refusing to "
+                      "use it for QEMU sockets (remove it, or use a shorter state_dir)")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
 
 
 @dataclasses.dataclass

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from vms_core.errors import InvalidNameError, NotFoundError
+from vms_core.errors import InvalidNameError, NotFoundError, VMError
 from vms_core.states import State
 from vms_core.waiting import poll_until
 from vms_qemu.backend import QemuBackend
@@ -178,6 +181,62 @@ def test_long_state_dirs_put_sockets_in_a_short_directory(tmp_path: Path) -> Non
     assert len(str(vmdir.qmp_socket)) < 108
     assert vmdir.socket_dir != vmdir.path
     assert VMDirectory(deep, "vm").socket_dir == vmdir.socket_dir  # stable across processes
+
+
+@pytest.fixture
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A short TMPDIR of the test's own (socket paths must stay under 108 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="vq-") as temp:
+        monkeypatch.setattr(tempfile, "tempdir", temp)
+        yield Path(temp)
+
+
+def deep_vm(tmp_path: Path) -> VMDirectory:
+    vmdir = VMDirectory(tmp_path / ("d" * 60) / ("e" * 60), "vm")
+    assert vmdir.socket_dir != vmdir.path
+    return vmdir
+
+
+def test_socket_fallback_directories_are_private_and_removed_with_the_vm(
+    tmp_path: Path, private_tmp: Path
+) -> None:
+    vmdir = deep_vm(tmp_path)
+    vmdir.create()
+    vmdir.prepare_sockets()
+    shared = private_tmp / f"vms-qemu-{os.getuid()}"
+    assert vmdir.socket_dir.parent == shared
+    for directory in (shared, vmdir.socket_dir):
+        assert stat.S_IMODE(directory.lstat().st_mode) == 0o700
+    vmdir.remove()
+    assert list(private_tmp.iterdir()) == []  # the per-user directory too, once empty
+
+
+def test_a_planted_symlink_for_the_socket_directory_is_refused(
+    tmp_path: Path, private_tmp: Path
+) -> None:
+    elsewhere = tmp_path / "attacker"
+    elsewhere.mkdir()
+    (private_tmp / f"vms-qemu-{os.getuid()}").symlink_to(elsewhere)
+    vmdir = deep_vm(tmp_path)
+    vmdir.create()
+    with pytest.raises(VMError, match="symlink"):
+        vmdir.prepare_sockets()
+    vmdir.remove()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_socket_directory_owned_by_another_user_is_refused(
+    tmp_path: Path, private_tmp: Path
+) -> None:
+    shared = private_tmp / f"vms-qemu-{os.getuid()}"
+    shared.mkdir(mode=0o777)
+    if os.getuid() != 0:
+        pytest.skip("only root can give a directory to another user")
+    os.chown(shared, 12345, 12345)
+    vmdir = deep_vm(tmp_path)
+    vmdir.create()
+    with pytest.raises(VMError, match="12345"):
+        vmdir.prepare_sockets()
 
 
 def test_command_line(vmdir: VMDirectory) -> None:
