@@ -191,3 +191,46 @@ def test_a_backend_whose_constructor_fails_without_options_is_status_3(
         "vms: error: backend fake could not be set up: PermissionError: "
         "[Errno 13] Permission denied: '/var/lib/vms'"
     ]
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-inf", "0", "-1", "soon"])
+def test_timeout_must_be_a_finite_positive_number(
+    vms: Vms, memory: MemoryBackend, seconds: str
+) -> None:
+    outcome = vms("run", "--backend", "memory", "--timeout", seconds, "--", "true")
+    assert outcome.status == ExitStatus.USAGE, outcome.err
+    assert "--timeout" in outcome.err
+    assert memory.tool.vms == {} and memory.tool.commands == []
+
+
+@pytest.mark.parametrize("command", ["list", "delete"])
+def test_an_empty_backend_name_is_a_usage_error(vms: Vms, command: str) -> None:
+    outcome = vms(command, "--backend", "", "--prefix", "vms-")
+    assert outcome.status == ExitStatus.USAGE
+    assert "--backend" in outcome.err
+
+
+def test_an_empty_command_is_a_usage_error_before_any_vm(vms: Vms, memory: MemoryBackend) -> None:
+    outcome = vms("run", "--backend", "memory", "--", "", "arg")
+    assert outcome.status == ExitStatus.USAGE
+    assert "empty" in outcome.err
+    assert memory.tool.commands == []
+
+
+def test_backend_flag_wins_over_a_broken_vms_config(
+    vms: Vms, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMS_CONFIG", "/nonexistent/vms.toml")
+    outcome = vms("run", "--backend", "memory", "--", "echo", "hi")
+    assert (outcome.status, outcome.out) == (0, "hi\n"), outcome.err
+    assert "VMS_CONFIG=/nonexistent/vms.toml ignored" in outcome.err
+
+
+def test_backends_does_not_offer_an_uninstalled_default(
+    vms: Vms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMS_BACKEND", "nope")
+    outcome = vms("backends")
+    assert outcome.status == 0
+    [default] = [line for line in outcome.out.splitlines() if line.startswith("default:")]
+    assert default == "default: none (backend 'nope', chosen by VMS_BACKEND, is not installed)"

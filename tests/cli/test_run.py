@@ -215,8 +215,8 @@ def test_an_existing_name_is_refused_before_anything_runs(vms: Vms, memory: Memo
     [
         (["run", "--backend", "memory"], "run needs a command"),
         (["run", "--backend", "memory", "--"], "run needs a command"),
-        (["run", "--backend", "memory", "--timeout", "0", "--", "true"], "--timeout must be"),
-        (["run", "--backend", "memory", "--timeout", "soon", "--", "true"], "invalid float"),
+        (["run", "--backend", "memory", "--timeout", "0", "--", "true"], "finite positive"),
+        (["run", "--backend", "memory", "--timeout", "soon", "--", "true"], "not a number"),
     ],
 )
 def test_usage_errors_exit_2(

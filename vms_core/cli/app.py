@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ from vms_core.cli.selection import (
     load_available,
 )
 from vms_core.errors import VMError
+from vms_core.plugins import available_backends
 from vms_core.render import FORMATS, render
 
 DESCRIPTION = "Drive virtual machines through one lifecycle: clone, start, exec, stop, delete."
@@ -65,11 +67,18 @@ def _cmd_states(args: argparse.Namespace) -> int:
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
+    return report_backends(args.names, sys.stdout, as_json=args.json, default=_default_backend())
+
+
+def _default_backend() -> str:
+    """What ``vms run`` would choose, or why it could not choose."""
     try:
-        default: str | None = choose_backend(None, None, os.environ).describe()
+        choice = choose_backend(None, None, os.environ)
     except VMError as error:
-        default = f"none ({error})"
-    return report_backends(args.names, sys.stdout, as_json=args.json, default=default)
+        return f"none ({error})"
+    if choice.name not in available_backends():
+        return f"none (backend {choice.name!r}, chosen by {choice.reason}, is not installed)"
+    return choice.describe()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -78,8 +87,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         args.parser.error("run needs a command, e.g. vms run -- echo hello")
-    if args.timeout is not None and args.timeout <= 0:
-        args.parser.error("--timeout must be a positive number of seconds")
+    if not command[0]:
+        args.parser.error("the command to run is empty ('')")
     progress = _progress(args)
     backend, choice = _backend(args, progress)
     request = RunRequest(
@@ -158,8 +167,27 @@ def _common_options(*, suppress_defaults: bool) -> argparse.ArgumentParser:
     return common
 
 
+def _backend_name(text: str) -> str:
+    if not text:
+        # '' would otherwise read as "not given" and silently choose a backend.
+        raise argparse.ArgumentTypeError("must not be empty (see: vms backends)")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite positive number of seconds, not {text}")
+    return seconds
+
+
 def _backend_options(parser: argparse.ArgumentParser, *, config: bool) -> None:
-    parser.add_argument("--backend", metavar="NAME", help="backend to use (see: vms backends)")
+    parser.add_argument(
+        "--backend", metavar="NAME", type=_backend_name, help="backend to use (see: vms backends)"
+    )
     if config:
         parser.add_argument(
             "--config", metavar="FILE", help=f"TOML backend config (default ${CONFIG_ENV})"
@@ -199,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
         help="limit for clone, start and the command together (cleanup is extra)",
     )

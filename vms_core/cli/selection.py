@@ -59,6 +59,14 @@ def choose_backend(
     if not config and environ.get(CONFIG_ENV):
         config = environ[CONFIG_ENV]
         config_from_env = True
+    ignored = ""
+    if config and config_from_env and backend:
+        # --backend wins over the environment: an unreadable VMS_CONFIG must not stop it.
+        try:
+            read_config(config)
+        except ConfigError as error:
+            ignored = f"; {CONFIG_ENV}={config} ignored: {error}"
+            config = None
     if config:
         config_name, options = read_config(config)
         where = f"{CONFIG_ENV}={config}" if config_from_env else f"config file {config}"
@@ -70,7 +78,7 @@ def choose_backend(
                 f"--backend {backend} conflicts with {where}, which names backend {config_name!r}"
             )
     if backend:
-        return BackendChoice(backend, {}, "--backend")
+        return BackendChoice(backend, {}, f"--backend{ignored}")
     if environ.get(BACKEND_ENV):
         return BackendChoice(environ[BACKEND_ENV], {}, BACKEND_ENV)
     tart = which("tart")
