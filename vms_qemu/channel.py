@@ -32,10 +32,15 @@ class ChannelProtocolError(VMError):
 class JsonChannel:
     """One connected unix socket exchanging JSON objects separated by newlines."""
 
-    def __init__(self, sock: socket.socket, *, what: str) -> None:
+    def __init__(
+        self, sock: socket.socket, *, what: str, send_timeout: float | None = None
+    ) -> None:
         self._sock = sock
         self._buffer = bytearray()
         self.what = what
+        #: A peer that stops reading (a guest that never opened the agent port) fills
+        #: the socket buffer; a send then waits at most this long.
+        self.send_timeout = send_timeout
 
     @classmethod
     def connect(cls, path: str, *, timeout: float, what: str) -> JsonChannel:
@@ -47,7 +52,7 @@ class JsonChannel:
         except BaseException:
             sock.close()
             raise
-        return cls(sock, what=what)
+        return cls(sock, what=what, send_timeout=timeout)
 
     def close(self) -> None:
         self._sock.close()
@@ -63,6 +68,7 @@ class JsonChannel:
     ) -> None:
         """Send one message; ``fds`` travel with it as SCM_RIGHTS (QMP ``getfd``)."""
         data = prefix + json.dumps(message).encode() + b"\n"
+        self._sock.settimeout(self.send_timeout)  # a receive may have left another one
         try:
             if fds:
                 sent = socket.send_fds(self._sock, [data], list(fds))
@@ -72,6 +78,10 @@ class JsonChannel:
                 self._sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError) as err:
             raise ChannelClosedError(f"{self.what}: connection closed while sending") from err
+        except TimeoutError:
+            raise OperationTimeoutError(
+                f"{self.what}: the other end read nothing for {self.send_timeout:g}s"
+            ) from None
 
     def receive(self, *, timeout: float | None) -> dict[str, Any]:
         """The next JSON object; blank lines and a stray delimiter are skipped."""

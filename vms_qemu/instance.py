@@ -133,6 +133,8 @@ class QemuInstance:
                 # short is still listed (as incomplete, no disk yet) and delete_all removes it.
                 self._vmdir.write_metadata(metadata)
                 backing_format = self._image_format(metadata.backing, timeout)
+                if metadata.kernel is None:
+                    self._check_boot_sector(metadata.backing, backing_format, timeout)
                 staging = self._vmdir.disk.with_suffix(".qcow2.partial")
                 self._run_image_tool(
                     ["create", "-q", "-f", "qcow2", "-b", metadata.backing,
@@ -162,6 +164,9 @@ class QemuInstance:
             kernel_args = options.kernel_args or KERNEL_COMMAND_LINE
         else:
             image = Path(self._source).expanduser()
+            if image.is_dir():
+                raise SourceImageError(
+                    f"source {self._source!r} is a directory, not a disk image file")
             if not image.is_file():
                 raise NotFoundError(f"source disk image {self._source!r} does not exist")
             backing = str(image.resolve())
@@ -181,6 +186,26 @@ class QemuInstance:
     def _image_format(self, image: str, timeout: float | None) -> str:
         info = json.loads(self._run_image_tool(["info", "--output=json", image], timeout))
         return str(info.get("format", "qcow2"))
+
+    def _check_boot_sector(self, image: str, image_format: str, timeout: float | None) -> None:
+        """Refuse a disk the BIOS cannot boot (no 55 AA signature in its first sector).
+
+        Any file is a valid raw image to qemu-img, so without this a text file or a blank
+        disk boots to "No bootable device" and only the boot timeout ends the wait.
+        """
+        first_sector = self._vmdir.path / "first-sector.tmp"
+        try:
+            self._run_image_tool(["dd", "-f", image_format, "-O", "raw", "bs=512", "count=1",
+                                  f"if={image}", f"of={first_sector}"], timeout)
+            sector = first_sector.read_bytes()
+        finally:
+            first_sector.unlink(missing_ok=True)
+        if sector[510:512] != b"\x55\xaa":
+            raise SourceImageError(
+                f"source {self._source!r} ({image_format}) has no boot sector, so it cannot "
+                "boot without a kernel: give a bootable disk image, or set qemu.kernel "
+                "(and qemu.initrd) to boot it as a data disk"
+            )
 
     def _run_image_tool(self, args: list[str], timeout: float | None) -> str:
         argv = [self._options.qemu_img, *args]
@@ -477,6 +502,10 @@ class QemuInstance:
         self._process = None
         self._forwards = []
         self._vmdir.clear_runtime_files()
+
+
+class SourceImageError(VMError):
+    """The clone source is not a disk image this backend can boot."""
 
 
 def decode_output(data: bytes) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vms_core.errors import BackendCommandError, OperationTimeoutError
-from vms_qemu.channel import ChannelClosedError
+from vms_qemu.channel import ChannelClosedError, JsonChannel
 from vms_qemu.qga import AgentCommandError, GuestAgentClient, GuestArgumentError
 from vms_qemu.qmp import QMPClient, QMPCommandError
 
@@ -302,3 +303,18 @@ def test_agent_refuses_nul_in_arguments_before_sending(socket_path: Path) -> Non
                 client.start_process("echo", ["a\0b"])
         finally:
             client.close()
+
+
+def test_a_send_the_peer_never_reads_times_out_as_a_typed_error() -> None:
+    """A guest that never opens the agent port fills the socket buffer; the send must not
+    hang, nor raise a raw socket TimeoutError."""
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        channel = JsonChannel(ours, what="guest agent", send_timeout=0.05)
+        with pytest.raises(OperationTimeoutError, match="guest agent"):
+            for _ in range(10_000):
+                channel.send({"execute": "guest-sync-delimited", "arguments": {"id": 1}})
+    finally:
+        ours.close()
+        theirs.close()

@@ -12,6 +12,7 @@ from vms_core.errors import NotFoundError
 from vms_core.states import State
 from vms_qemu.backend import QemuBackend
 from vms_qemu.guest import GuestFiles
+from vms_qemu.instance import SourceImageError
 
 from .conftest import requires_qemu
 
@@ -58,3 +59,26 @@ def test_a_missing_source_image_is_not_found_and_leaves_nothing(tmp_path: Path) 
         vm.clone()
     assert vm.state() is State.INITIAL
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_no_bootable_disk_is_refused_at_clone(tmp_path: Path) -> None:
+    """Without a kernel QEMU would boot it through the BIOS and wait out the boot timeout."""
+    garbage = tmp_path / "notanimage.qcow2"
+    garbage.write_text("garbage\n")
+    blank = tmp_path / "blank.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(blank), "1M"], check=True)
+    backend = QemuBackend(state_dir=tmp_path / "state")
+    for source in (garbage, blank):
+        vm = backend.create_instance(source=str(source))
+        with pytest.raises(SourceImageError, match="boot sector") as caught:
+            vm.clone()
+        assert str(source) in str(caught.value) and "kernel" in str(caught.value)
+        assert vm.state() is State.INITIAL
+    assert list((tmp_path / "state").iterdir()) == []
+
+
+def test_a_directory_as_source_is_a_clear_error(tmp_path: Path) -> None:
+    vm = QemuBackend(state_dir=tmp_path / "state").create_instance(source=str(tmp_path))
+    with pytest.raises(SourceImageError, match="is a directory"):
+        vm.clone()
+    assert vm.state() is State.INITIAL
