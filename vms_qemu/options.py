@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from pathlib import Path
@@ -89,8 +90,11 @@ class QemuOptions:
         if self.cpus < 1:
             raise ConfigError(f"qemu.cpus: must be at least 1, got {self.cpus}")
         for name in ("boot_timeout", "stop_timeout", "suspend_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"qemu.{name}: must be positive")
+            value = getattr(self, name)
+            # "not > 0" rather than "<= 0": every comparison with nan is false.
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"qemu.{name}: must be a positive number of seconds, "
+                                  f"got {value}")
         for name in ("kernel", "initrd", "state_dir", "cache_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str | os.PathLike):

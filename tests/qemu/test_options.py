@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +64,18 @@ def test_unknown_option_lists_the_accepted_ones() -> None:
 def test_bad_options_raise_config_errors(options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         QemuBackend(**options)
+
+
+@pytest.mark.parametrize("name", ["boot_timeout", "stop_timeout", "suspend_timeout"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_the_options_class_itself_rejects_timeouts_that_are_not_finite_and_positive(
+    name: str, value: float
+) -> None:
+    """QemuOptions is public: built directly, it must not accept nan (every comparison
+    with nan is false, so 'nan <= 0' let it through)."""
+    changes: dict[str, Any] = {name: value}
+    with pytest.raises(ConfigError, match=name):
+        QemuOptions(**changes)
 
 
 def test_port_forward_parsing() -> None:
