@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vms_fake import guest_processes
 from vms_fake.faults import CommandFault, FaultPlan, Timing
 from vms_fake.grammar import (
     SPECS,
@@ -33,7 +34,7 @@ from vms_fake.grammar import (
     UsageFailure,
     root_help,
 )
-from vms_fake.guest_exec import run_in_guest, sandbox_for
+from vms_fake.guest_exec import run_in_guest
 from vms_fake.images import GB, MIB, Image
 from vms_fake.locks import PidLock, home_lock
 from vms_fake.names import (
@@ -69,6 +70,9 @@ AGENT_UNREACHABLE = (
     "Failed to connect to the VM using its control socket: The operation couldn\u2019t be "
     "completed. (GRPC.GRPCConnectionPoolError error 1.), is the Tart Guest Agent running?"
 )
+#: The simulator's text when the VM ends while ``exec`` runs (tart's own text for a
+#: broken agent stream is not documented; this one names what happened).
+VM_ENDED_DURING_EXEC = 'VM "{name}" stopped while the command was running'
 EXEC_TTY_CRASH = (
     "Tart/Commands/Exec.swift:104: Fatal error: 'try!' expression unexpectedly raised an "
     'error: Error Domain=NSPOSIXErrorDomain Code=25 "Inappropriate ioctl for device"\n'
@@ -410,6 +414,7 @@ def cmd_stop(values: dict[str, Any], session: Session) -> Outcome:
         raise TartFailure(
             f'failed to forcefully terminate the VM "{name}": {error.strerror}'
         ) from None
+    guest_processes.end_all(directory)  # a killed run cannot end its guest's commands
     return Outcome(0)
 
 
@@ -447,6 +452,7 @@ def cmd_delete(values: dict[str, Any], session: Session) -> Outcome:
         if lock is None:
             raise TartFailure(f'VM "{name}" is running')
         try:
+            guest_processes.end_all(directory)  # left by a run that was killed outright
             shutil.rmtree(directory)
         finally:
             lock.release()
@@ -707,17 +713,34 @@ def cmd_exec(values: dict[str, Any], session: Session) -> Outcome:
     if not _agent_reachable(session, name, directory) or session.plan.take_exec_failure(name):
         session.sleep(session.timing(name).agent_connect_delay)
         raise TartFailure(AGENT_UNREACHABLE)
+    token = _run_token(directory)
+    home = session.home
+
+    def vm_alive() -> bool:
+        return home.holder(directory) is not None and _run_token(directory) == token
+
     try:
-        return run_in_guest(
+        outcome = run_in_guest(
             values["command"],
-            sandbox_for(directory),
+            directory,
             stdin=session.stdin if values["interactive"] else None,
             tty=values["tty"],
             timeout=session.remaining(),
             emulate_echo=session.emulate_echo,
+            vm_alive=vm_alive,
         )
     except subprocess.TimeoutExpired:
         raise CommandTimedOut from None
+    if not vm_alive():
+        # The VM ended under the command (its end killed it): the agent's stream broke.
+        guest_processes.end_all(directory)
+        raise PrefixedFailure(VM_ENDED_DURING_EXEC.format(name=name))
+    return outcome
+
+
+def _run_token(directory: Path) -> object:
+    info = read_run_info(directory)
+    return None if info is None else info.get("token")
 
 
 def cmd_fqn(values: dict[str, Any], session: Session) -> Outcome:

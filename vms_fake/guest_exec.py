@@ -11,9 +11,10 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from vms_fake import guest_processes
 from vms_fake.grammar import Outcome
 
 #: The guest user's environment: nothing of the host's leaks in.
@@ -57,18 +58,26 @@ def emulated_echo(argv: Sequence[str]) -> str | None:
 
 def run_in_guest(
     argv: Sequence[str],
-    sandbox: Path,
+    vm_directory: Path,
     *,
     stdin: str | None,
     tty: bool,
     timeout: float | None,
     emulate_echo: bool,
+    vm_alive: Callable[[], bool] = lambda: True,
 ) -> Outcome:
-    """Run ``argv`` in ``sandbox`` and report its exit code and output."""
+    """Run ``argv`` in the VM's sandbox and report its exit code and output.
+
+    The command's process group is recorded in ``vm_directory``, so that the end of
+    the VM ends it and whatever it left running (:mod:`vms_fake.guest_processes`).
+    ``vm_alive`` is asked once the group is recorded: a VM that ended in between
+    (and so missed the record) gets the command killed here instead.
+    """
     if emulate_echo:
         echoed = emulated_echo(argv)
         if echoed is not None:
             return Outcome(0, echoed, "")
+    sandbox = sandbox_for(vm_directory)
     sandbox.mkdir(parents=True, exist_ok=True)
     try:
         process = subprocess.Popen(
@@ -84,7 +93,13 @@ def run_in_guest(
         return Outcome(1, "", f'exec: "{argv[0]}": executable file not found in $PATH\n')
     except PermissionError:
         return Outcome(1, "", f'exec: "{argv[0]}": permission denied\n')
+    except OSError as error:  # e.g. an argument list the host cannot pass (E2BIG)
+        return Outcome(1, "", f'exec: "{argv[0]}": {error.strerror}\n')
     try:
+        guest_processes.remember(vm_directory, process.pid)
+        if not vm_alive():
+            _kill_session(process)
+            return Outcome(128 + signal.SIGKILL, "", "")
         stdout, stderr = process.communicate(
             (stdin or "").encode("utf-8", "surrogateescape"), timeout=timeout
         )
@@ -93,6 +108,8 @@ def run_in_guest(
         # whatever it started must not outlive the exec (they are in their own session).
         _kill_session(process)
         raise
+    finally:
+        guest_processes.forget_if_done(vm_directory, process.pid)
     completed = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     status = completed.returncode
     # A command killed by a signal reports 128+N through the agent, like a shell would.
@@ -107,8 +124,9 @@ def run_in_guest(
 def _kill_session(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    process.kill()
-    process.communicate()
+    if process.returncode is None:
+        process.kill()
+        process.communicate()
 
 
 def sandbox_for(vm_directory: Path) -> Path:

@@ -7,6 +7,7 @@ directly (a signal becomes a method call, handled synchronously by the caller).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vms_fake import guest_processes
 from vms_fake.faults import FaultPlan, Timing, VMFaults
 from vms_fake.grammar import CommandSpec, PrefixedFailure, TartFailure, UsageFailure
 from vms_fake.images import Guest
@@ -153,6 +155,9 @@ class VMRun:
                 self._lock = lock
                 if self.in_process:
                     register_local_run(self.directory / CONFIG, self)
+                    _IN_PROCESS_VMS.add(self.directory)
+            # Guest commands of an earlier run that was killed outright (no exit handling).
+            guest_processes.end_all(self.directory)
         try:
             self._boot()
         except TartFailure as failure:
@@ -341,8 +346,21 @@ class VMRun:
                 unregister_local_run(self.directory / CONFIG, self)
             if self._lock is not None:
                 self._lock.release()
+            # After the release: an exec whose command this kills sees the VM gone.
+            guest_processes.end_all(self.directory)
+            _IN_PROCESS_VMS.discard(self.directory)
             self.changed.notify_all()
         logger.debug("fake VM %s exited with status %s", self.name, status)
+
+
+#: Directories of in-process runs still alive: their guest commands end with Python.
+_IN_PROCESS_VMS: set[Path] = set()
+
+
+@atexit.register
+def _end_in_process_guests() -> None:
+    for directory in list(_IN_PROCESS_VMS):
+        guest_processes.end_all(directory)
 
 
 def serve(run: VMRun) -> int:

@@ -52,6 +52,8 @@ AGENT_UNREACHABLE = re.compile(r"Failed to connect to the VM using its control s
 #: ``tart stop``'s SIGKILL fallback found the process already gone.
 ALREADY_GONE = re.compile(r"failed to forcefully terminate the VM .*No such process")
 VM_LIMIT = re.compile(r"The number of VMs exceeds the system limit")
+#: The simulator's ``exec`` when the VM ended under the command.
+STOPPED_DURING_EXEC = re.compile(r'VM ".*" stopped while the command was running')
 
 _CLASSIFIERS: tuple[tuple[re.Pattern[str], type[BackendCommandError], str], ...] = (
     (NOT_FOUND, CommandNotFoundError, "VM does not exist"),

@@ -23,6 +23,7 @@ from typing import IO
 from vms_core.errors import (
     BackendCommandError,
     CommandNotFoundError,
+    CommandNotRunningError,
     InvalidNameError,
     NotRunningError,
     NotSupportedError,
@@ -38,6 +39,7 @@ from vms_tart.errors import (
     AGENT_UNREACHABLE,
     ALREADY_GONE,
     NOT_RUNNING,
+    STOPPED_DURING_EXEC,
     NoIPAddressError,
     VMExistsError,
     check,
@@ -595,6 +597,7 @@ class TartInstance:
         state = self.state()
         if state is not State.RUNNING:
             raise NotRunningError(f"exec needs a running VM; {self._name} is {state}")
+        process = self._process
         flags: Sequence[str] = ("-i",) if stdin is not None else ()
         result = self._tart(
             "exec",
@@ -611,6 +614,17 @@ class TartInstance:
             NOT_RUNNING.search(result.stderr) or AGENT_UNREACHABLE.search(result.stderr)
         ):
             raise result_error(result, f"exec in {self._name} failed")
+        if not result.ok and (
+            STOPPED_DURING_EXEC.search(result.stderr)
+            or (process is not None and process.poll() is not None)
+        ):
+            # The VM ended under the command, which died with it: not the command's answer.
+            raise CommandNotRunningError(
+                result.argv,
+                result.exit_code,
+                result.stderr,
+                message=f"{self._name} stopped while running {command}",
+            )
         outcome = ExecResult(
             argv=(command, *args),
             exit_code=result.exit_code,
