@@ -334,3 +334,20 @@ def test_ctrl_c_during_delete_keeps_the_report_of_what_was_deleted(
     assert "vms: interrupted: deleted vms-a; not deleted: vms-b, vms-c" in err
     plan.clear()
     assert sorted(leftover_vms(env)) == ["vms-b", "vms-c"]
+
+
+def test_a_reader_that_goes_away_ends_the_run_with_141_and_cleans_up(
+    env: dict[str, str], spawn: list[subprocess.Popen[str]]
+) -> None:
+    # `vms run -- seq 1 1000000 | head -1`: far more output than a pipe holds.
+    process = start_vms(spawn, env, "run", "--", "seq", "1", "1000000")
+    assert process.stdout is not None
+    assert process.stdout.readline() == "1\n"
+    process.stdout.close()  # as head does after its line
+    assert process.stderr is not None
+    err = process.stderr.read()
+    assert process.wait(timeout=TIMEOUT) == 141, err
+    assert error_lines(err) == []
+    assert "vms: stdout closed during the command (" in err
+    assert "deleted vms-" in err
+    assert leftover_vms(env) == []

@@ -8,11 +8,12 @@ before the error propagates to the command's error reporting.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import shlex
 import time
 from collections.abc import Callable, Sequence
-from typing import IO
+from typing import IO, cast
 
 from vms_core.backend import Backend
 from vms_core.cli.exit_status import guest_exit_status
@@ -71,6 +72,40 @@ def why_vm_cannot_outlive_us(backend: Backend, instance: Instance) -> str | None
     return None
 
 
+class ReaderWatch:
+    """Our stdout as the backend writes guest output to it, watching for the reader leaving.
+
+    A shell's ``cmd | head -1`` ends ``cmd`` with SIGPIPE; here the guest command's output
+    passes through us, so a closed pipe must end the run (status 141) instead of going
+    unnoticed. Output is written and flushed in pieces: one large write that the pipe
+    takes only in part would not report the reader leaving. A backend that carries on
+    past the error is caught out after the command by :attr:`reader_gone`.
+    """
+
+    #: Small enough that a reader leaving is noticed while the output lasts.
+    PIECE = 65536
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if self.reader_gone:
+            raise BrokenPipeError(errno.EPIPE, "stdout's reader went away")
+        try:
+            for start in range(0, len(text), self.PIECE):
+                self._stream.write(text[start : start + self.PIECE])
+                self._stream.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            raise
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            self._stream.flush()
+
+
 class RunSession:
     """One ``vms run``: the instance, its progress lines and its cleanup."""
 
@@ -90,7 +125,7 @@ class RunSession:
         self.backend_options = tuple(backend_options) or ("--backend", backend.name)
         self.request = request
         self.progress = progress
-        self.out = out
+        self.out = ReaderWatch(out)
         self.err = err
         self.deadline = Deadline(request.timeout, clock)
         self.instance: Instance | None = None
@@ -164,8 +199,14 @@ class RunSession:
         self.phase = "the command"
         self.progress.say(f"exec {shlex.join(self.request.command)}")
         started = self.progress.total_elapsed
-        result = instance.exec(command, *args, timeout=timeout, stdout=self.out, stderr=self.err)
+        # ReaderWatch has the only two methods backends use on the stream (write, flush).
+        stdout = cast(IO[str], self.out)
+        result = instance.exec(command, *args, timeout=timeout, stdout=stdout, stderr=self.err)
         self.out.flush()
+        if self.out.reader_gone:
+            # The backend carried on past the closed pipe (a shell would have ended the
+            # command with SIGPIPE): end the run as a shell tool does, after cleanup.
+            raise BrokenPipeError(errno.EPIPE, "stdout's reader went away")
         self.progress.say(
             f"command exited with {result.exit_code} after "
             f"{self.progress.total_elapsed - started:.1f}s"
@@ -204,6 +245,8 @@ class RunSession:
         before = instance.state()
         if isinstance(error, KeyboardInterrupt):
             what = "interrupted"
+        elif isinstance(error, BrokenPipeError):
+            what = "stdout closed"
         elif isinstance(error, OperationTimeoutError):
             what = "timed out"
         else:
