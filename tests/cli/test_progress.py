@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import itertools
 from collections.abc import Callable
 
@@ -82,3 +83,18 @@ def test_the_spinner_fits_the_terminal_width() -> None:
     spinner_frame = stream.getvalue().split(ERASE_LINE)[1]
     assert len(spinner_frame) < DEFAULT_WIDTH
     assert spinner_frame.endswith("s")  # the running time is kept, the label is cut
+
+
+def test_a_terminal_without_a_size_still_shows_the_label(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pty whose size was never set (`stty size` says 0 0), as in many containers.
+    class SizelessTerminal(Terminal):
+        def fileno(self) -> int:
+            return 2
+
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd: os.terminal_size((0, 0)))
+    stream = SizelessTerminal()
+    progress = Progress(stream, interval=60, delay=0)
+    with progress.step("Starting vm-1"):
+        pass
+    spinner_frame = stream.getvalue().split(ERASE_LINE)[1]
+    assert spinner_frame.startswith("| Starting vm-1 ")

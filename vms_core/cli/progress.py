@@ -19,7 +19,7 @@ PREFIX = "vms: "
 SPINNER_FRAMES = "|/-\\"
 #: ANSI: carriage return, then erase to the end of the line.
 ERASE_LINE = "\r\x1b[K"
-#: When the terminal's width cannot be read.
+#: When the terminal's width cannot be read, or reads 0 (unset).
 DEFAULT_WIDTH = 80
 
 
@@ -120,9 +120,11 @@ class Progress:
 
     def _width(self) -> int:
         try:
-            return os.get_terminal_size(self._stream.fileno()).columns
+            columns = os.get_terminal_size(self._stream.fileno()).columns
         except (AttributeError, OSError, ValueError):  # not a real terminal (e.g. a test double)
             return DEFAULT_WIDTH
+        # 0: a pty whose size was never set (`stty size` says 0 0); it does not mean "no room".
+        return columns if columns > 0 else DEFAULT_WIDTH
 
     def _write(self, text: str) -> None:
         with self._write_lock:
