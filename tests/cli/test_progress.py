@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import itertools
+import os
 from collections.abc import Callable
 
 import pytest
