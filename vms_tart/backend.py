@@ -65,7 +65,10 @@ class TartBackend(BackendBase):
         )
 
     def list_vms(self, prefix: str | None = None) -> list[VMInfo]:
-        """Local VMs (not the OCI cache) whose names start with ``prefix``."""
+        """Local VMs (not the OCI cache) whose names start with ``prefix``.
+
+        A ``tart list`` that hangs is killed after ``state_timeout`` (OperationTimeoutError).
+        """
         logger.debug("tart list --format json (prefix=%s)", prefix)
         return [
             VMInfo(
@@ -76,7 +79,7 @@ class TartBackend(BackendBase):
                 source=entry.source,
                 accessed=entry.accessed,
             )
-            for entry in list_all(self.runner).local()
+            for entry in list_all(self.runner, timeout=self.options.state_timeout).local()
             if prefix is None or entry.name.startswith(prefix)
         ]
 
@@ -85,7 +88,8 @@ class TartBackend(BackendBase):
         validate_name(name)
         logger.debug("tart get %s --format json (vm=%s)", name, name)
         result = check(
-            self.runner.run(("get", name, "--format", "json")), f"tart get {name} failed"
+            self.runner.run(("get", name, "--format", "json"), timeout=self.options.state_timeout),
+            f"tart get {name} failed",
         )
         try:
             data = json.loads(result.stdout)

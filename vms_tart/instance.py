@@ -54,6 +54,10 @@ logger = logging.getLogger(__name__)
 
 #: ``tart ip --wait N`` takes up to about N+1 s; the command gets this much extra.
 IP_GRACE_SECONDS = 2.0
+#: Settling after a failure (ending our run, asking ``tart list``) gets what is left of
+#: the caller's timeout, but at least this: enough for a healthy tart to answer, so a
+#: timed-out start can still tell Stopped from Suspended. After Ctrl-C it gets only this.
+VERIFY_FLOOR_SECONDS = 1.0
 
 
 class TartInstance:
@@ -144,18 +148,29 @@ class TartInstance:
             sleep=sleep,
         )
 
-    def _listed_state(self) -> State | None:
+    def _settling_deadline(self, deadline: Deadline | None) -> Deadline:
+        """The budget for settling: ``state_timeout``, cut to the caller's ``deadline``
+        (what is left of it, at least VERIFY_FLOOR_SECONDS) when there is one."""
+        budget = self._options.state_timeout
+        remaining = None if deadline is None else deadline.remaining()
+        if remaining is not None:
+            budget = min(budget, max(remaining, VERIFY_FLOOR_SECONDS))
+        return self._deadline(budget)
+
+    def _listed_state(self, deadline: Deadline | None = None) -> State | None:
         """tart's state of this VM (None when tart does not list it).
 
         A failing ``tart list`` (e.g. malformed output) is retried with the state
-        backoff until ``state_timeout``; then the last error is raised.
+        backoff until ``state_timeout`` or the caller's ``deadline`` (see
+        :meth:`_settling_deadline`); then the last error is raised.
         """
         errors: list[VMError] = []
         found: list[State | None] = []
+        budget = self._settling_deadline(deadline)
 
         def look() -> bool | None:
             try:
-                entry = self._list_entry(timeout=self._options.state_timeout)
+                entry = self._list_entry(timeout=budget.remaining())
             except BackendCommandError as err:
                 logger.debug("%s: tart list failed, retrying: %s", self._name, err)
                 errors.append(err)
@@ -166,7 +181,7 @@ class TartInstance:
         try:
             self._poll(
                 look,
-                deadline=self._deadline(self._options.state_timeout),
+                deadline=budget,
                 what=f"tart list to report {self._name}",
                 backoff=self._options.state_backoff,
             )
@@ -176,10 +191,10 @@ class TartInstance:
             raise
         return found[-1]
 
-    def _state_after_exit(self) -> State:
+    def _state_after_exit(self, deadline: Deadline | None = None) -> State:
         """The stable state once our run process is gone, as ``tart list`` tells it."""
         try:
-            listed = self._listed_state()
+            listed = self._listed_state(deadline)
         except VMError as err:
             logger.warning("%s: could not verify the state: %s", self._name, err)
             return State.ERROR_UNKNOWN
@@ -189,14 +204,20 @@ class TartInstance:
         logger.warning("%s: tart reports %s after our tart run exited", self._name, listed)
         return State.ERROR_UNKNOWN
 
-    def _end_process(self, process: RunProcess) -> tuple[int | None, bool]:
+    def _end_process(
+        self, process: RunProcess, deadline: Deadline | None = None
+    ) -> tuple[int | None, bool]:
         """Stop our ``tart run`` child: SIGINT (tart's hard stop), then SIGKILL.
 
-        Returns its exit status and whether it had to be killed.
+        The wait for SIGINT to work is ``force_stop_timeout``, cut to the caller's
+        ``deadline`` like any settling. Returns the exit status and whether it was killed.
         """
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-            if process.wait(self._options.force_stop_timeout) is None:
+            patience = self._settling_deadline(deadline).remaining()
+            if deadline is None or patience is None:
+                patience = self._options.force_stop_timeout
+            if process.wait(min(patience, self._options.force_stop_timeout)) is None:
                 logger.warning("%s: tart run ignored SIGINT, killing it", self._name)
                 process.kill()
                 return process.wait(self._options.force_stop_timeout), True
@@ -293,7 +314,7 @@ class TartInstance:
                 )
                 self._wait_until_ready(process, deadline)
             except BaseException as err:
-                self._recover_start(process, op, err)
+                self._recover_start(process, op, err, deadline)
                 raise
             self._process = process
             self._ip = ip
@@ -378,12 +399,20 @@ class TartInstance:
                 err.add_note(f"last attempt: {result_error(failures[-1], 'tart exec failed')}")
             raise
 
-    def _recover_start(self, process: RunProcess, op: Operation, err: BaseException) -> None:
-        """End the run process and settle on the state tart reports afterwards."""
+    def _recover_start(
+        self, process: RunProcess, op: Operation, err: BaseException, deadline: Deadline
+    ) -> None:
+        """End the run process and settle on the state tart reports afterwards.
+
+        Bounded by the start's ``deadline`` (plus VERIFY_FLOOR_SECONDS); after Ctrl-C
+        by the floor alone: the user asked to get out.
+        """
+        if isinstance(err, KeyboardInterrupt):
+            deadline = self._deadline(0.0)
         try:
-            _, forced = self._end_process(process)
+            _, forced = self._end_process(process, deadline)
             self._record_exit(process, on_its_own=False, forced=forced)
-            op.on_failure = self._state_after_exit()
+            op.on_failure = self._state_after_exit(deadline)
         except BaseException as recovery_error:  # a second Ctrl-C: still leave a legal state
             logger.warning(
                 "%s: recovery after a failed start failed: %s", self._name, recovery_error
@@ -541,7 +570,7 @@ class TartInstance:
                         "the VM is still running and state() will notice when it finishes"
                     )
             exited = self._record_exit(process, on_its_own=on_its_own, forced=False)
-            verified = self._state_after_exit()
+            verified = self._state_after_exit(deadline)
             if verified is State.SUSPENDED:
                 if exited.exit_status != 0:
                     logger.warning("%s is suspended, but tart run exited %s", self._name, exited)
@@ -561,12 +590,18 @@ class TartInstance:
         From Initial a missing VM is an error (nothing was cloned); from any other
         state it means the VM is already gone, which is what was asked.
         """
+        deadline = self._deadline(timeout)
         with self._op_lock, self._guard.operation(Action.DELETE) as op:
             process = self._process
             if process is not None:
-                _, forced = self._end_process(process)
+                _, forced = self._end_process(process, deadline if timeout is not None else None)
                 self._record_exit(process, on_its_own=False, forced=forced)
-            result = self._tart("delete", self._name, timeout=timeout)
+            remaining = deadline.remaining()
+            result = self._tart(
+                "delete",
+                self._name,
+                timeout=None if remaining is None else max(remaining, VERIFY_FLOOR_SECONDS),
+            )
             if result.ok:
                 return
             error = result_error(result, f"deleting {self._name} failed")
