@@ -351,3 +351,24 @@ def test_a_reader_that_goes_away_ends_the_run_with_141_and_cleans_up(
     assert "vms: stdout closed during the command (" in err
     assert "deleted vms-" in err
     assert leftover_vms(env) == []
+
+
+LINUX_IMAGE = "ghcr.io/cirruslabs/ubuntu:latest"
+
+
+def test_a_linux_image_runs_with_os_linux(env: dict[str, str]) -> None:
+    result = vms(env, "run", "--os", "linux", "--image", LINUX_IMAGE, "--", "echo", "hi")
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+    assert leftover_vms(env) == []
+
+
+def test_a_linux_image_without_os_linux_is_one_line_that_says_what_to_do(
+    env: dict[str, str],
+) -> None:
+    result = vms(env, "run", "--image", LINUX_IMAGE, "--", "uname", "-s")
+    assert result.returncode == 5, result.stderr
+    # Every line is ours (the tool's usage text is not dumped), and one of them is the error.
+    assert all(line.startswith("vms: ") for line in result.stderr.splitlines()), result.stderr
+    [line] = error_lines(result.stderr)
+    assert "--os linux" in line
+    assert leftover_vms(env) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -22,7 +23,7 @@ from vms_core.backend import Backend
 from vms_core.cli.exit_status import ExitStatus, exit_status_for
 from vms_core.cli.inventory import delete_vms, list_vms, report_backends
 from vms_core.cli.progress import Progress
-from vms_core.cli.run import RunRequest, RunSession
+from vms_core.cli.run import HINT, RunRequest, RunSession
 from vms_core.cli.selection import (
     BACKEND_ENV,
     CONFIG_ENV,
@@ -57,6 +58,11 @@ def _progress(args: argparse.Namespace) -> Progress:
 
 def _backend(args: argparse.Namespace, progress: Progress) -> tuple[Backend, BackendChoice]:
     choice = choose_backend(args.backend, args.config, os.environ)
+    guest_os = getattr(args, "os", None)
+    if guest_os:
+        # --os is the backend option of the same name (tart, fake), over a config file's.
+        options = {**choice.options, "os": guest_os}
+        choice = dataclasses.replace(choice, options=options, reason=f"{choice.reason}, --os")
     progress.say(choice.describe())
     return load_available(choice), choice
 
@@ -223,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--image", metavar="SOURCE", help="image to clone (default: the backend's)")
     run.add_argument("--name", metavar="NAME", help="VM name (default: generated)")
     run.add_argument(
+        "--os",
+        choices=("macos", "linux"),
+        help="the image's guest OS, for backends that need to know (tart, fake; default macos)",
+    )
+    run.add_argument(
         "--keep", action="store_true", help="keep the VM after the command instead of deleting it"
     )
     run.add_argument(
@@ -293,7 +304,10 @@ def _report(error: BaseException, *, debug: bool) -> int:
         hint = "" if debug else " (run with --debug for the traceback)"
         message = f"internal error: {type(error).__name__}: {error}{hint}"
     else:
-        message = str(error) or type(error).__name__
+        # One line: a tool's usage text after its error adds nothing (--debug shows it all).
+        message = (str(error) or type(error).__name__).strip().splitlines()[0]
+        hints = [note for note in getattr(error, "__notes__", ()) if note.startswith(HINT)]
+        message += "".join(f"; {hint.removeprefix(HINT)}" for hint in hints)
     with contextlib.suppress(OSError, ValueError):  # stderr may be gone (a closed terminal)
         sys.stderr.write(f"vms: error: {message}\n")
         sys.stderr.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import re
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,12 @@ from vms_core.states import State
 from vms_core.waiting import Clock, Deadline
 
 logger = logging.getLogger(__name__)
+
+#: tart's answer when a Linux guest is run with macOS-only options.
+MACOS_ONLY = re.compile(r"only \w+ macOS VMs")
+
+#: Notes starting with this are added to the error line the command prints.
+HINT = "hint: "
 
 #: Bounds each delete during cleanup: a hung tool (``tart delete``) must not hang ``vms``
 #: forever after a Ctrl-C; past it, vms names what may be left and how to remove it.
@@ -147,7 +154,13 @@ class RunSession:
         try:
             source = self.request.image or self.backend.default_source
             self._settle(f"Cloning {instance.id} from {source}", "clone", instance.clone)
-            self._settle(f"Starting {instance.id}", "start", instance.start)
+            try:
+                self._settle(f"Starting {instance.id}", "start", instance.start)
+            except VMError as error:
+                if MACOS_ONLY.search(str(error)):
+                    # tart refuses a macOS-only run option (--suspendable) for a Linux guest.
+                    error.add_note(f"{HINT}if {source} is a Linux image, add --os linux")
+                raise
             exit_code = self._exec(instance)
             if self.request.keep:
                 self._keep(instance)
