@@ -71,7 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan=FaultPlan.from_environment(home.path),
         base_timing=EXECUTABLE_TIMING,
         in_process=False,
-        stdin=sys.stdin.read() if _wants_stdin(args) else None,
+        # Bytes that are not UTF-8 pass through unchanged (surrogateescape both ways).
+        stdin=sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+        if _wants_stdin(args)
+        else None,
         stdout_is_tty=is_tty(1),
         environ=dict(os.environ),
     )

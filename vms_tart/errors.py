@@ -38,6 +38,11 @@ class VMLimitError(VMDiedError):
     """``tart run`` was refused by the host's VM limit (Apple allows 2 macOS guests)."""
 
 
+class SpawnError(BackendCommandError):
+    """The host could not start a tart command at all (an OSError from exec(2), e.g.
+    E2BIG: an argument list longer than the kernel passes)."""
+
+
 class VMExistsError(BackendCommandError):
     """Cloning would overwrite an existing VM, and the ``overwrite`` option forbids it."""
 

@@ -618,17 +618,33 @@ class TartInstance:
         *args: str,
         timeout: float | None = None,
         check: bool = False,
-        stdin: str | None = None,
+        stdin: str | bytes | None = None,
         stdout: IO[str] | None = None,
         stderr: IO[str] | None = None,
     ) -> ExecResult:
         """``tart exec <name> <command> <args...>``; a non-zero exit is data unless ``check``.
 
-        Raises NotRunningError unless Running, AgentUnreachableError when tart cannot
-        reach the guest agent.
+        ``stdin`` may be text or bytes (passed through unchanged). Raises
+        InvalidNameError for a command or argument no process can receive (empty
+        command, NUL), SpawnError when the host cannot start it (e.g. the arguments
+        exceed the kernel's limit), NotRunningError unless Running,
+        AgentUnreachableError when tart cannot reach the guest agent.
         """
         if not command:
             raise InvalidNameError("exec needs a command")
+        for position, word in enumerate((command, *args)):
+            if not isinstance(word, str):
+                raise InvalidNameError(
+                    f"exec argument {position} is {type(word).__name__}, not str"
+                )
+            if "\0" in word:
+                raise InvalidNameError(
+                    f"exec argument {position} contains NUL, which no process can receive"
+                )
+        if isinstance(stdin, bytes | bytearray):
+            stdin = bytes(stdin).decode("utf-8", "surrogateescape")
+        elif stdin is not None and not isinstance(stdin, str):
+            raise InvalidNameError(f"exec stdin must be str or bytes, not {type(stdin).__name__}")
         state = self.state()
         if state is not State.RUNNING:
             raise NotRunningError(f"exec needs a running VM; {self._name} is {state}")

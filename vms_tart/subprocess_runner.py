@@ -16,6 +16,7 @@ outlive the program that started it; pass ``kill_on_exit=False`` to keep it.
 from __future__ import annotations
 
 import atexit
+import codecs
 import collections
 import contextlib
 import logging
@@ -30,10 +31,16 @@ from typing import IO
 
 from vms_core.backend import Availability
 from vms_core.errors import BackendUnavailableError, OperationTimeoutError
+from vms_tart.errors import SpawnError
 from vms_tart.runner import CommandResult
 
 logger = logging.getLogger(__name__)
 
+#: Command output that is not UTF-8 keeps its bytes as lone surrogates (PEP 383):
+#: ``text.encode("utf-8", "surrogateescape")`` gives back exactly what the command
+#: printed. The in-process simulator decodes the same way. (Only the diagnostic output
+#: tail of ``tart run`` uses "replace".)
+OUTPUT_ERRORS = "surrogateescape"
 #: How much of a spawned process's combined output is kept.
 OUTPUT_TAIL_BYTES = 1024
 #: After the exit, how long drain threads may take to reach EOF (a grandchild may
@@ -63,6 +70,29 @@ class _Tail:
         with self._lock:
             data = b"".join(self._chunks)
         return data[-self._limit :].decode("utf-8", errors="replace")
+
+
+def _decoder() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")(errors=OUTPUT_ERRORS)
+
+
+def decode_output(data: bytes) -> str:
+    """A command's output as text: UTF-8, other bytes kept as lone surrogates."""
+    return data.decode("utf-8", errors=OUTPUT_ERRORS)
+
+
+def _copy_live(tee: IO[str], text: str, stream: object) -> None:
+    if not text:
+        return
+    try:
+        try:
+            tee.write(text)
+        except UnicodeEncodeError:
+            # A strict stream cannot take the kept bytes: it gets U+FFFD for them.
+            tee.write(text.encode("utf-8", OUTPUT_ERRORS).decode("utf-8", "replace"))
+        tee.flush()
+    except (OSError, ValueError):  # a closed caller stream must not kill the drain
+        logger.debug("could not copy output of %s live", stream)
 
 
 class _Child:
@@ -95,6 +125,14 @@ class _Child:
             raise BackendUnavailableError(
                 f"tart binary {self.argv[0]!r} is not executable: {err.strerror}"
             ) from err
+        except OSError as err:
+            raise SpawnError(
+                self.argv, None, message=f"could not start {self.argv[0]}: {err.strerror}"
+            ) from err
+        except ValueError as err:  # an embedded NUL: no exec(2) can pass it
+            raise SpawnError(
+                self.argv, None, message=f"could not start {self.argv[0]}: {err}"
+            ) from err
         self.exited = threading.Event()
         self._drains = [
             threading.Thread(
@@ -122,6 +160,8 @@ class _Child:
     ) -> None:
         if stream is None:
             return
+        # Incremental: a character split between two reads is still decoded whole.
+        decoder = _decoder()
         with stream:
             while chunk := os.read(stream.fileno(), 65536):
                 if collected is not None:
@@ -129,17 +169,16 @@ class _Child:
                 if tail is not None:
                     tail.write(chunk)
                 if tee is not None:
-                    try:
-                        tee.write(chunk.decode("utf-8", errors="replace"))
-                        tee.flush()
-                    except (OSError, ValueError):  # a closed caller stream must not kill the drain
-                        logger.debug("could not copy output of %s live", stream)
+                    _copy_live(tee, decoder.decode(chunk), stream)
+            if tee is not None:
+                _copy_live(tee, decoder.decode(b"", final=True), stream)
 
     def _feed(self, text: str) -> None:
         assert self.popen.stdin is not None
         try:
             with self.popen.stdin:
-                self.popen.stdin.write(text.encode())
+                # surrogateescape: bytes given as input reach the command unchanged.
+                self.popen.stdin.write(text.encode("utf-8", "surrogateescape"))
         except (BrokenPipeError, OSError):  # the child may exit without reading its input
             pass
 
@@ -325,8 +364,8 @@ class SubprocessRunner:
         return CommandResult(
             argv=argv,
             exit_code=exit_code,
-            stdout=b"".join(out).decode("utf-8", errors="replace"),
-            stderr=b"".join(err).decode("utf-8", errors="replace"),
+            stdout=decode_output(b"".join(out)),
+            stderr=decode_output(b"".join(err)),
         )
 
     def spawn(self, args: Sequence[str]) -> SubprocessRunProcess:

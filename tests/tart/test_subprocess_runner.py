@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from vms_core import BackendUnavailableError, OperationTimeoutError
+from vms_tart.errors import SpawnError
 from vms_tart.subprocess_runner import OUTPUT_TAIL_BYTES, SubprocessRunner
 
 pytestmark = pytest.mark.timeout(60)
@@ -137,3 +138,30 @@ def test_a_grandchild_holding_the_pipes_neither_blocks_nor_survives(tmp_path: Pa
             break
         subprocess.run(["true"], check=True)
     assert dead(grandchild)
+
+
+def test_non_utf8_output_keeps_its_bytes_live_and_captured() -> None:
+    runner = SubprocessRunner("sh")
+    tee = io.StringIO()
+    # A two-byte character split across two writes, then bytes that are not UTF-8.
+    script = r"printf '\303'; sleep 0.1; printf '\251\377\376abc\n'; printf '\377x' >&2"
+    result = runner.run(["-c", script], stdout=tee)
+    raw = b"\xc3\xa9\xff\xfeabc\n"
+    assert result.stdout.encode("utf-8", "surrogateescape") == raw
+    assert result.stderr.encode("utf-8", "surrogateescape") == b"\xffx"
+    assert tee.getvalue() == result.stdout
+
+
+def test_bytes_given_as_input_reach_the_command_unchanged() -> None:
+    runner = SubprocessRunner("sh")
+    stdin = b"\xff\xfe\x00abc".decode("utf-8", "surrogateescape")
+    result = runner.run(["-c", "od -An -tx1"], stdin=stdin)
+    assert result.stdout.split() == ["ff", "fe", "00", "61", "62", "63"]
+
+
+def test_commands_the_host_cannot_start_are_typed_errors() -> None:
+    runner = SubprocessRunner("sh")
+    with pytest.raises(SpawnError, match="Argument list too long"):
+        runner.run(["-c", "true", "x" * 200_000])
+    with pytest.raises(SpawnError, match="null"):
+        runner.run(["-c", "true", "a\0b"])
