@@ -314,7 +314,8 @@ def test_ctrl_c_during_delete_keeps_the_report_of_what_was_deleted(
             env=env, capture_output=True, timeout=TIMEOUT, check=False,
         )  # fmt: skip
         assert cloned.returncode == 0, cloned.stderr
-    plan = FaultPlan.for_home(env["TART_HOME"]).hang_command("delete", vm="vms-b")
+    # A bounded hang: if this test fails, the fake-tart it leaves ends on its own.
+    plan = FaultPlan.for_home(env["TART_HOME"]).hang_command("delete", vm="vms-b", seconds=TIMEOUT)
     report = tmp_path / "deleted.out"
     with report.open("w") as out:  # not a terminal: lines must be flushed as they go
         process = subprocess.Popen(
