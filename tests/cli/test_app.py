@@ -173,7 +173,25 @@ def test_a_backend_that_cannot_be_set_up_from_its_config_is_one_line(
     assert outcome.status == status, outcome.err
     [line] = outcome.error_lines
     assert "internal error" not in line
-    assert f"config file {config}" in line
+
+
+def test_a_constructor_failing_on_config_options_names_the_file(
+    vms: Vms, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vms_core.cli import selection
+
+    def broken(name: str, **options: object) -> object:
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")  # e.g. a JSON file it reads
+
+    monkeypatch.setattr(selection, "load_backend", broken)
+    config = tmp_path / "vms.toml"
+    config.write_text('backend = "fake"\n[fake]\nfaults_file = "plan.json"\n')
+    outcome = vms("list", "--config", str(config))
+    assert outcome.status == ExitStatus.CONFIG
+    assert outcome.error_lines == [
+        f"vms: error: backend fake could not be set up with the options from config file "
+        f"{config}: ValueError: Expecting value: line 1 column 1 (char 0)"
+    ]
 
 
 def test_a_backend_whose_constructor_fails_without_options_is_status_3(
