@@ -12,8 +12,9 @@ from typing import Any
 
 from vms_core.backend import Availability
 from vms_core.errors import ConfigError
-from vms_fake.faults import IN_PROCESS_TIMING, FaultPlan
+from vms_fake.faults import IN_PROCESS_TIMING, FaultPlan, FaultPlanError
 from vms_fake.inprocess import InProcessRunner
+from vms_fake.world import HomeError
 from vms_tart.backend import TartBackend
 from vms_tart.config import TartOptions
 from vms_tart.runner import TartRunner
@@ -55,19 +56,27 @@ class FakeBackend(TartBackend):
     vms_outlive_process = False
 
     def _default_runner(self) -> TartRunner:
+        """The simulator; an unusable home or fault plan is a ConfigError naming the path."""
         opts = self.options
         timing = dataclasses.replace(
             IN_PROCESS_TIMING, boot_delay=opts.boot_delay, ip_delay=opts.ip_delay
         )
-        runner = InProcessRunner(
-            opts.home, timing=timing, virtual_time=opts.virtual_time, binary=opts.binary
-        )
+        try:
+            runner = InProcessRunner(
+                opts.home, timing=timing, virtual_time=opts.virtual_time, binary=opts.binary
+            )
+        except HomeError as error:
+            where = "fake.home" if opts.home else "the simulated TART_HOME"
+            raise ConfigError(f"{where} cannot be used: {error}") from error
         home = runner.home.path
-        runner.plan = (
-            FaultPlan(opts.faults_file, home=home)
-            if opts.faults_file
-            else FaultPlan.from_environment(home)
-        )
+        try:
+            runner.plan = (
+                FaultPlan(opts.faults_file, home=home)
+                if opts.faults_file
+                else FaultPlan.from_environment(home)
+            )
+        except FaultPlanError as error:
+            raise ConfigError(f"fake.faults_file: {error}") from error
         return runner
 
     def availability(self) -> Availability:

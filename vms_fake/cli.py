@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from vms_fake.clock import RealClock
 from vms_fake.commands import Session, apply_command_faults, execute, prepare_run
-from vms_fake.faults import EXECUTABLE_TIMING, FaultPlan
+from vms_fake.faults import EXECUTABLE_TIMING, FaultPlan, FaultPlanError
 from vms_fake.grammar import SPECS, Outcome, TartFailure
 from vms_fake.guest_exec import is_tty
 from vms_fake.vmrun import serve
@@ -66,9 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HomeError as error:
         prefix = "Error: " if args[:1] == ["run"] else ""
         return _finish(Outcome(1, "", f"{prefix}{error}\n"))
+    try:
+        plan = FaultPlan.from_environment(home.path)
+    except FaultPlanError as error:
+        return _finish(Outcome(1, "", f"Error: {error}\n"))
     session = Session(
         home=home,
-        plan=FaultPlan.from_environment(home.path),
+        plan=plan,
         base_timing=EXECUTABLE_TIMING,
         in_process=False,
         # Bytes that are not UTF-8 pass through unchanged (surrogateescape both ways).

@@ -25,6 +25,10 @@ from typing import Any
 
 FAULTS_ENV = "FAKE_TART_FAULTS"
 
+
+class FaultPlanError(ValueError):
+    """The fault plan file cannot be read as a plan (its text names the file)."""
+
 DEFAULT_CRASH_MESSAGE = (
     'Error Domain=VZErrorDomain Code=1 "The virtual machine stopped unexpectedly."'
 )
@@ -135,6 +139,8 @@ class FaultPlan:
         #: The host refuses to run more than this many macOS VMs at once (None: no limit).
         self.macos_vm_limit: int | None = None
         self._lock = threading.RLock()
+        #: Which version of the file the plan holds (see :meth:`refresh`).
+        self._loaded_version: tuple[int, ...] | None = None
         if self.path is not None and self.path.exists():
             self._load()
 
@@ -176,13 +182,52 @@ class FaultPlan:
         limit = data.get("macos_vm_limit")
         self.macos_vm_limit = int(limit) if limit is not None else None
 
+    def _file_version(self) -> tuple[int, ...] | None:
+        assert self.path is not None
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise FaultPlanError(f"cannot read the fault plan {self.path}: {error}") from error
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
     def _load(self) -> None:
         assert self.path is not None
+        version = self._file_version()
         try:
             text = self.path.read_text()
         except FileNotFoundError:
             return
-        self._apply_json(json.loads(text) if text.strip() else {})
+        except (OSError, UnicodeDecodeError) as error:
+            raise FaultPlanError(f"cannot read the fault plan {self.path}: {error}") from error
+        try:
+            data = json.loads(text) if text.strip() else {}
+            if not isinstance(data, dict):
+                raise TypeError(f"expected a JSON object, not {type(data).__name__}")
+            self._apply_json(data)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise FaultPlanError(f"the fault plan {self.path} is not valid: {error}") from error
+        self._loaded_version = version
+
+    def refresh(self) -> None:
+        """Re-read the file if it changed since this plan last read or wrote it.
+
+        Costs one stat(2): the in-process runner calls it before every command, so a
+        plan written by another object or process applies from the next command on,
+        as it does for the executable (which reads the file on every command).
+        """
+        if self.path is None:
+            return
+        with self._lock:
+            version = self._file_version()
+            if version == self._loaded_version:
+                return
+            if version is None:  # removed: the executable would now see no plan
+                self._apply_json({})
+                self._loaded_version = None
+                return
+            self._load()
 
     def _save(self) -> None:
         assert self.path is not None
@@ -190,6 +235,7 @@ class FaultPlan:
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(self.to_json(), indent=2))
         temporary.replace(self.path)
+        self._loaded_version = self._file_version()
 
     @contextlib.contextmanager
     def _mutation(self) -> Iterator[None]:

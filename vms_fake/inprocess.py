@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from vms_core.backend import Availability
-from vms_core.errors import OperationTimeoutError
+from vms_core.errors import ConfigError, OperationTimeoutError
 from vms_fake.clock import Clock, RealClock, VirtualClock
 from vms_fake.commands import (
     CommandTimedOut,
@@ -27,7 +27,7 @@ from vms_fake.commands import (
     execute,
     prepare_run,
 )
-from vms_fake.faults import IN_PROCESS_TIMING, FaultPlan, Timing
+from vms_fake.faults import IN_PROCESS_TIMING, FaultPlan, FaultPlanError, Timing
 from vms_fake.grammar import Outcome, TartFailure
 from vms_fake.vmrun import VMRun
 from vms_fake.world import TartHome, default_home
@@ -218,6 +218,7 @@ class InProcessRunner:
                 target.write(text)
                 copied[stream] += len(text)
 
+        self._refresh_plan()
         session = self._session(stdin=stdin, timeout=timeout)
         session.emit = copy_live
         try:
@@ -238,6 +239,7 @@ class InProcessRunner:
             result = self.run(args)
             process.finish_early(Outcome(result.exit_code, result.stdout, result.stderr))
             return process
+        self._refresh_plan()
         session = self._session()
         try:
             _, failed = apply_command_faults("run", args[1:], session)
@@ -254,6 +256,13 @@ class InProcessRunner:
         except TartFailure as failure:
             process.finish_early(failure.outcome())
         return process
+
+    def _refresh_plan(self) -> None:
+        """Obey plan changes written since the last command, as the executable does."""
+        try:
+            self.plan.refresh()
+        except FaultPlanError as error:
+            raise ConfigError(str(error)) from error
 
     def availability(self) -> Availability:
         return Availability(True)

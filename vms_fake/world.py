@@ -224,7 +224,12 @@ class TartHome:
                 f"{error.strerror}"
             ) from error
         for sub in (self.vms_dir, self.cache_dir, self.tmp_dir, self.fake_dir / "leases"):
-            sub.mkdir(parents=True, exist_ok=True)
+            try:
+                sub.mkdir(parents=True, exist_ok=True)
+            except OSError as error:  # e.g. the home is a file, or not writable
+                raise HomeError(
+                    f"TART_HOME is invalid: cannot create {sub}: {error.strerror}"
+                ) from error
 
     @property
     def vms_dir(self) -> Path:
