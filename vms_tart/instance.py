@@ -228,7 +228,9 @@ class TartInstance:
         result = StopResult(
             exit_status=status,
             exited_on_its_own=on_its_own,
-            forced=forced or status == -signal.SIGKILL,
+            # Only a kill by our own stop is "forced"; an external SIGKILL shows as an
+            # exit on its own with status -9 (as in the qemu backend).
+            forced=forced and not on_its_own,
             output_tail=process.output_tail(),
         )
         self._last_exit = result
@@ -472,7 +474,8 @@ class TartInstance:
     def _stop_process(self, process: RunProcess, graceful: float, op: Operation) -> StopResult:
         stop_error = self._stop_command(graceful)
         status = process.wait(self._options.force_stop_timeout)
-        forced = False
+        # tart stop's own fallback after the graceful period is SIGKILL: our stop killed it.
+        forced = status == -signal.SIGKILL
         if status is None:
             status, forced = self._end_process(process)
         result = self._record_exit(process, on_its_own=False, forced=forced)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 
 import pytest
@@ -303,6 +304,19 @@ def test_stop_after_a_crash_runs_no_tart_stop_and_reports_the_status() -> None:
     assert result.exited_on_its_own and result.exit_status == -signal.SIGSEGV
     assert not result.clean
     assert instance.state() is State.STOPPED
+
+
+@pytest.mark.parametrize("notice", ["state", "stop"])
+def test_an_external_sigkill_is_an_exit_on_its_own_not_a_forced_stop(notice: str) -> None:
+    runner = ScriptedRunner()
+    instance = running(runner)
+    runner.processes[0].exit(-signal.SIGKILL)
+    if notice == "state":
+        assert instance.state() is State.STOPPED
+    result = instance.stop()
+    assert result.exited_on_its_own and result.exit_status == -signal.SIGKILL
+    assert not result.forced and not result.clean
+    assert instance.last_run_exit == dataclasses.replace(result, noop=False)
 
 
 def test_stop_of_an_externally_suspended_vm_discards_the_snapshot() -> None:
