@@ -8,7 +8,8 @@ switching a test suite between ``tart`` and ``fake`` is a configuration change.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 from vms_core.backend import Availability
 from vms_core.errors import ConfigError
@@ -29,6 +30,7 @@ class FakeOptions(TartOptions):
     same VMs). ``binary`` only names the simulator in messages.
     """
 
+    section: ClassVar[str] = "fake"
     binary: str = "fake-tart"
     #: Delays and waits cost no wall time (the simulator's virtual clock).
     virtual_time: bool = True
@@ -41,8 +43,10 @@ class FakeOptions(TartOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.boot_delay < 0 or self.ip_delay < 0:
-            raise ConfigError("fake.boot_delay and fake.ip_delay must not be negative")
+        for field in ("boot_delay", "ip_delay"):
+            value = getattr(self, field)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"fake.{field} must be a number >= 0, got {value}")
 
 
 class FakeBackend(TartBackend):

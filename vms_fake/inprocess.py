@@ -31,7 +31,7 @@ from vms_fake.faults import IN_PROCESS_TIMING, FaultPlan, FaultPlanError, Timing
 from vms_fake.grammar import Outcome, TartFailure
 from vms_fake.vmrun import VMRun
 from vms_fake.world import TartHome, default_home
-from vms_tart.runner import CommandResult
+from vms_tart.runner import CommandResult, seconds_text
 
 OUTPUT_TAIL_CHARS = 1024
 #: Signals whose default action does not end a process.
@@ -224,8 +224,11 @@ class InProcessRunner:
         try:
             outcome = execute(list(args), session)
         except CommandTimedOut:
+            command = " ".join(argv)
             raise OperationTimeoutError(
-                f"{' '.join(argv)} did not finish within {timeout:.3g}s"
+                f"{command} hangs, and no timeout was given"
+                if timeout is None
+                else f"{command} did not finish within {seconds_text(timeout)}"
             ) from None
         for stream, text in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
             copy_live(stream, text[copied[stream] :])

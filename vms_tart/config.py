@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 from vms_core.errors import ConfigError
 from vms_core.waiting import Backoff
@@ -74,9 +74,13 @@ class TartOptions:
     #: Stop this process's ``tart run`` children when Python exits.
     kill_on_exit: bool = True
 
+    #: The TOML table these options come from, for messages (``fake`` reuses them).
+    section: ClassVar[str] = "tart"
+
     def __post_init__(self) -> None:
+        at = self.section
         if self.os not in ("macos", "linux"):
-            raise ConfigError(f"tart.os must be 'macos' or 'linux', not {self.os!r}")
+            raise ConfigError(f"{at}.os must be 'macos' or 'linux', not {self.os!r}")
         for field in (
             "ip_wait",
             "run_timeout",
@@ -87,18 +91,21 @@ class TartOptions:
             "state_backoff_max",
             "force_stop_timeout",
         ):
-            if getattr(self, field) <= 0:
-                raise ConfigError(f"tart.{field} must be positive, got {getattr(self, field)}")
-        if self.stop_timeout < 0:
-            raise ConfigError(f"tart.stop_timeout must not be negative, got {self.stop_timeout}")
+            value = getattr(self, field)
+            if not math.isfinite(value) or value <= 0:  # NaN compares false to everything
+                raise ConfigError(f"{at}.{field} must be a positive number, got {value}")
+        if not math.isfinite(self.stop_timeout) or self.stop_timeout < 0:
+            raise ConfigError(
+                f"{at}.stop_timeout must be a number >= 0, got {self.stop_timeout}"
+            )
         for field in ("cpu", "memory", "disk"):
             value = getattr(self, field)
             if value is not None and value <= 0:
-                raise ConfigError(f"tart.{field} must be a positive integer, got {value}")
+                raise ConfigError(f"{at}.{field} must be a positive integer, got {value}")
         if self.run_backoff_max < self.run_backoff_initial:
-            raise ConfigError("tart.run_backoff_max must be >= tart.run_backoff_initial")
+            raise ConfigError(f"{at}.run_backoff_max must be >= {at}.run_backoff_initial")
         if self.state_backoff_max < self.state_backoff_initial:
-            raise ConfigError("tart.state_backoff_max must be >= tart.state_backoff_initial")
+            raise ConfigError(f"{at}.state_backoff_max must be >= {at}.state_backoff_initial")
 
     @property
     def effective_run_options(self) -> tuple[str, ...]:

@@ -48,7 +48,7 @@ from vms_tart.errors import (
 )
 from vms_tart.listing import ListEntry, list_all
 from vms_tart.names import validate_name, validate_source
-from vms_tart.runner import CommandResult, RunProcess, TartRunner
+from vms_tart.runner import CommandResult, RunProcess, TartRunner, seconds_text
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,10 @@ class TartInstance:
         if listed in (State.STOPPED, State.SUSPENDED):
             return listed
         # Running under another process (tart spec 8.8), missing, or a word we do not know.
-        logger.warning("%s: tart reports %s after our tart run exited", self._name, listed)
+        if listed is None:
+            logger.warning("%s: tart no longer lists it after our tart run exited", self._name)
+        else:
+            logger.warning("%s: tart reports %s after our tart run exited", self._name, listed)
         return State.ERROR_UNKNOWN
 
     def _end_process(
@@ -569,7 +572,8 @@ class TartInstance:
                 # tart suspend returns before the snapshot exists: tart run exits after it.
                 if process.wait(deadline.remaining()) is None:
                     raise OperationTimeoutError(
-                        f"{self._name}: the snapshot was not done within {deadline.timeout:g}s; "
+                        f"{self._name}: the snapshot was not done within "
+                        f"{seconds_text(deadline.timeout or 0.0)}; "
                         "the VM is still running and state() will notice when it finishes"
                     )
             exited = self._record_exit(process, on_its_own=on_its_own, forced=False)

@@ -19,6 +19,13 @@ from typing import IO, Protocol, runtime_checkable
 from vms_core.backend import Availability
 
 
+def seconds_text(seconds: float) -> str:
+    """A duration for messages: ``102.3s``, ``1.75s``, ``0.986s`` (never 17 digits or e+03)."""
+    if seconds < 10:
+        return f"{seconds:.3g}s"
+    return f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
+
+
 @dataclasses.dataclass(frozen=True)
 class CommandResult:
     """A finished tart command. ``argv`` includes the binary."""

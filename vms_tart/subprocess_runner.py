@@ -32,7 +32,7 @@ from typing import IO
 from vms_core.backend import Availability
 from vms_core.errors import BackendUnavailableError, OperationTimeoutError
 from vms_tart.errors import SpawnError
-from vms_tart.runner import CommandResult
+from vms_tart.runner import CommandResult, seconds_text
 
 logger = logging.getLogger(__name__)
 
@@ -356,7 +356,8 @@ class SubprocessRunner:
             child.kill_group()
             child.wait(None)
             raise OperationTimeoutError(
-                f"{' '.join(argv)} did not finish within {timeout:.3g}s and was killed"
+                f"{' '.join(argv)} did not finish within {seconds_text(timeout or 0.0)} "
+                "and was killed"
             )
         # It exited in time; its output is complete once the drains are done (bounded).
         exit_code = child.wait(None)

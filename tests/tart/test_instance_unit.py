@@ -534,3 +534,15 @@ def test_tart_stop_racing_the_exit_with_timeout_zero_is_not_an_error() -> None:
     result = instance.stop(timeout=0)
     assert runner.calls == [("stop", "vm1", "--timeout", "0")]
     assert result.exit_status == 0 and instance.state() is State.STOPPED
+
+
+def test_a_vm_missing_after_its_run_exits_is_worded_as_such(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runner = ScriptedRunner()
+    instance = running(runner)
+    del runner.vms["vm1"]  # deleted behind our back
+    runner.processes[0].exit(0)
+    assert instance.state() is State.ERROR_UNKNOWN
+    assert "vm1: tart no longer lists it after our tart run exited" in caplog.text
+    assert "None" not in caplog.text

@@ -30,6 +30,7 @@ from vms_tart.errors import (
     run_exit_error,
 )
 from vms_tart.listing import ListEntries, ListEntry, parse_list_output, to_state
+from vms_tart.runner import seconds_text
 from vms_tart.subprocess_runner import SubprocessRunner
 
 from .doubles import ScriptedRunner
@@ -153,6 +154,30 @@ def test_default_run_options_follow_the_os() -> None:
 def test_bad_options_are_config_errors(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         TartBackend(**options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"run_timeout": float("nan")}, r"^tart\.run_timeout must be a positive number, got nan"),
+        ({"stop_timeout": float("nan")}, r"^tart\.stop_timeout"),
+        ({"state_timeout": float("inf")}, r"^tart\.state_timeout"),
+    ],
+)
+def test_durations_that_are_not_finite_numbers_are_refused(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TartOptions(**options)
+
+
+def test_durations_in_messages_are_rounded() -> None:
+    assert seconds_text(1.7490880489349365) == "1.75s"
+    assert seconds_text(102.3) == "102.3s"
+    assert seconds_text(1234.5) == "1234.5s"
+    assert seconds_text(5.0) == "5s"
+    assert seconds_text(0.0493) == "0.0493s"
+    assert seconds_text(0.98563648) == "0.986s"
 
 
 def test_unknown_option_error_lists_the_accepted_ones() -> None:

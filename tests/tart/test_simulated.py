@@ -254,9 +254,12 @@ def test_fake_backend_obeys_a_fault_plan_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"boot_delay": -1}, "must not be negative"),
+        ({"boot_delay": -1}, r"fake\.boot_delay must be a number >= 0"),
         ({"nope": 1}, "accepted: .*virtual_time"),
         ({"os": "windows"}, "macos"),
+        ({"run_timeout": -1}, r"fake\.run_timeout must be a positive number"),
+        ({"stop_timeout": float("nan")}, r"fake\.stop_timeout"),
+        ({"ip_delay": float("inf")}, r"fake\.ip_delay"),
     ],
 )
 def test_fake_backend_option_errors(options: dict[str, Any], message: str) -> None:
