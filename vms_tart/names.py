@@ -24,6 +24,9 @@ def _common_problem(value: str) -> str | None:
         return "starts with '-' (tart would read it as an option)"
     if any(ord(char) < 32 for char in value):
         return "contains control characters (NUL included)"
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in value):
+        # Bytes that were not UTF-8 (surrogateescape): APFS file names must be UTF-8.
+        return "contains bytes that are not UTF-8"
     return None
 
 

@@ -211,7 +211,7 @@ def test_create_instance_generates_prefixed_names_and_validates() -> None:
         backend.create_instance("a/b")
 
 
-@pytest.mark.parametrize("name", [".", "..", "x" * 256, "a\0b", "é" * 128])
+@pytest.mark.parametrize("name", [".", "..", "x" * 256, "a\0b", "é" * 128, "vm-\udcff"])
 def test_names_no_vm_directory_can_have_are_refused_before_any_command(name: str) -> None:
     runner = ScriptedRunner()
     backend = TartBackend(runner=runner, source="base")
