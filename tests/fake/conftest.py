@@ -6,6 +6,7 @@ same stdout, stderr and exit code from a subprocess and from ``InProcessRunner``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
@@ -36,14 +37,36 @@ def _fake_tart_children() -> list[int]:
     return found
 
 
+def _guest_processes(tmp_path: Path) -> list[int]:
+    """PIDs of live processes working in a directory of this test (guest commands):
+    orphans reparented to init, which a children-only check cannot see."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if cwd.startswith(str(tmp_path)) and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 @pytest.fixture(autouse=True)
-def no_process_left_behind() -> Iterator[None]:
+def no_process_left_behind(tmp_path: Path) -> Iterator[None]:
     yield
     leftovers = _fake_tart_children()
     for pid in leftovers:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert not leftovers, f"fake-tart processes left behind: {leftovers}"
+    guests = _guest_processes(tmp_path)
+    for pid in guests:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not guests, f"guest commands left behind: {guests}"
 
 
 @pytest.fixture
