@@ -50,9 +50,7 @@ CAPABILITIES = Capabilities(suspend=True, exec=True, ip=True, detects_exit=True)
 _AGENT_ATTEMPT = 2.0
 _MONITOR_TIMEOUT = 10.0
 _POLL = Backoff(initial=0.02, factor=1.5, maximum=0.25)
-_USERNET_FORWARD = re.compile(
-    r"(TCP|UDP)\[HOST_FORWARD\]\s+\d+\s+(\S+)\s+(\d+)\s+(\S+)\s+(\d+)"
-)
+_USERNET_FORWARD = re.compile(r"(TCP|UDP)\[HOST_FORWARD\]\s+\d+\s+(\S+)\s+(\d+)\s+(\S+)\s+(\d+)")
 
 
 class QemuInstance:
@@ -137,8 +135,17 @@ class QemuInstance:
                     self._check_boot_sector(metadata.backing, backing_format, timeout)
                 staging = self._vmdir.disk.with_suffix(".qcow2.partial")
                 self._run_image_tool(
-                    ["create", "-q", "-f", "qcow2", "-b", metadata.backing,
-                     "-F", backing_format, str(staging)],
+                    [
+                        "create",
+                        "-q",
+                        "-f",
+                        "qcow2",
+                        "-b",
+                        metadata.backing,
+                        "-F",
+                        backing_format,
+                        str(staging),
+                    ],
                     timeout,
                 )
                 staging.replace(self._vmdir.disk)
@@ -166,7 +173,8 @@ class QemuInstance:
             image = Path(self._source).expanduser()
             if image.is_dir():
                 raise SourceImageError(
-                    f"source {self._source!r} is a directory, not a disk image file")
+                    f"source {self._source!r} is a directory, not a disk image file"
+                )
             if not image.is_file():
                 raise NotFoundError(f"source disk image {self._source!r} does not exist")
             backing = str(image.resolve())
@@ -177,9 +185,16 @@ class QemuInstance:
             if path and not Path(path).is_file():
                 raise NotFoundError(f"{path} does not exist")
         return VMMetadata(
-            name=self.id, source=self._source, disk=str(self._vmdir.disk.resolve()),
-            backing=backing, kernel=kernel, initrd=initrd, kernel_args=kernel_args,
-            memory=options.memory, cpus=options.cpus, forwards=options.forwards,
+            name=self.id,
+            source=self._source,
+            disk=str(self._vmdir.disk.resolve()),
+            backing=backing,
+            kernel=kernel,
+            initrd=initrd,
+            kernel_args=kernel_args,
+            memory=options.memory,
+            cpus=options.cpus,
+            forwards=options.forwards,
             created=now_iso(),
         )
 
@@ -195,8 +210,20 @@ class QemuInstance:
         """
         first_sector = self._vmdir.path / "first-sector.tmp"
         try:
-            self._run_image_tool(["dd", "-f", image_format, "-O", "raw", "bs=512", "count=1",
-                                  f"if={image}", f"of={first_sector}"], timeout)
+            self._run_image_tool(
+                [
+                    "dd",
+                    "-f",
+                    image_format,
+                    "-O",
+                    "raw",
+                    "bs=512",
+                    "count=1",
+                    f"if={image}",
+                    f"of={first_sector}",
+                ],
+                timeout,
+            )
             sector = first_sector.read_bytes()
         finally:
             first_sector.unlink(missing_ok=True)
@@ -210,12 +237,13 @@ class QemuInstance:
     def _run_image_tool(self, args: list[str], timeout: float | None) -> str:
         argv = [self._options.qemu_img, *args]
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                    check=False)
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False
+            )
         except FileNotFoundError as err:
-            raise BackendCommandError(argv, None, str(err),
-                                      message="qemu-img not found (Debian package qemu-utils)"
-                                      ) from err
+            raise BackendCommandError(
+                argv, None, str(err), message="qemu-img not found (Debian package qemu-utils)"
+            ) from err
         except subprocess.TimeoutExpired as err:
             raise OperationTimeoutError(f"{' '.join(argv)} took over {timeout:g}s") from err
         if result.returncode != 0:
@@ -239,8 +267,10 @@ class QemuInstance:
             state_fd = os.open(self._vmdir.suspend_state, os.O_RDONLY) if resume else None
             try:
                 argv = qemu_argv(
-                    qemu=self._options.qemu, accelerator=accelerator,
-                    metadata=metadata, vmdir=self._vmdir,
+                    qemu=self._options.qemu,
+                    accelerator=accelerator,
+                    metadata=metadata,
+                    vmdir=self._vmdir,
                     forwards=[PortForward.parse(text) for text in metadata.forwards],
                     incoming_fd=state_fd,
                 )
@@ -262,15 +292,17 @@ class QemuInstance:
                 raise
 
     def _boot(self, process: QemuProcess, deadline: Deadline, *, resume: bool) -> None:
-        monitor = _connect_when_listening(
-            self._monitor, self._vmdir.qmp_socket, process, deadline)
+        monitor = _connect_when_listening(self._monitor, self._vmdir.qmp_socket, process, deadline)
         with monitor:
             if resume:
                 self._finish_incoming(monitor, process, deadline)
             self._forwards = _read_forwards(monitor)
         agent = _connect_when_listening(
             lambda: GuestAgentClient.connect(str(self._vmdir.agent_socket)),
-            self._vmdir.agent_socket, process, deadline)
+            self._vmdir.agent_socket,
+            process,
+            deadline,
+        )
         self._agent = agent
         while True:
             if not process.alive:
@@ -298,8 +330,12 @@ class QemuInstance:
             status = monitor.status()
             return None if status == "inmigrate" else status
 
-        status = poll_until(loaded, timeout=_remaining(deadline),
-                            what=f"{self.id} to restore its state", backoff=_POLL)
+        status = poll_until(
+            loaded,
+            timeout=_remaining(deadline),
+            what=f"{self.id} to restore its state",
+            backoff=_POLL,
+        )
         if status != "paused":
             raise VMError(f"{self.id}: restoring the suspended state ended in status {status}")
         monitor.command("cont")
@@ -316,8 +352,9 @@ class QemuInstance:
         with self._guard.operation(Action.STOP) as op:
             if op.noop:
                 status, self._unreported_exit = self._unreported_exit, None
-                return StopResult(exit_status=status, exited_on_its_own=status is not None,
-                                  noop=True)
+                return StopResult(
+                    exit_status=status, exited_on_its_own=status is not None, noop=True
+                )
             process = self._require_process()
             exited_on_its_own = not process.alive
             self._close_agent()
@@ -326,8 +363,12 @@ class QemuInstance:
             output = process.output_tail()
             self._forget_run()
             self._unreported_exit = None
-            return StopResult(exit_status=outcome.exit_status, exited_on_its_own=exited_on_its_own,
-                              forced=outcome.forced, output_tail=output)
+            return StopResult(
+                exit_status=outcome.exit_status,
+                exited_on_its_own=exited_on_its_own,
+                forced=outcome.forced,
+                output_tail=output,
+            )
 
     # -- suspend ---------------------------------------------------------------------
 
@@ -370,13 +411,18 @@ class QemuInstance:
             if status == "completed":
                 return True
             if status in ("failed", "cancelled"):
-                raise VMError(f"{self.id}: saving the state failed: "
-                              f"{info.get('error-desc', status)}")
+                raise VMError(
+                    f"{self.id}: saving the state failed: {info.get('error-desc', status)}"
+                )
             return None
 
         try:
-            poll_until(finished, timeout=_remaining(deadline),
-                       what=f"{self.id} to save its state", backoff=_POLL)
+            poll_until(
+                finished,
+                timeout=_remaining(deadline),
+                what=f"{self.id} to save its state",
+                backoff=_POLL,
+            )
         except OperationTimeoutError:
             monitor.command("migrate_cancel")
             raise
@@ -441,12 +487,26 @@ class QemuInstance:
         if state is not State.RUNNING or agent is None:
             raise NotRunningError(f"{self.id} is {state}, not Running")
         try:
-            finished = agent.run(command, list(args),
-                                 stdin=None if stdin is None else stdin.encode(), timeout=timeout)
-            result = ExecResult(argv, finished.exit_code, decode_output(finished.stdout),
-                                decode_output(finished.stderr))
-            truncated = [name for name, cut in (("stdout", finished.stdout_truncated),
-                                                ("stderr", finished.stderr_truncated)) if cut]
+            finished = agent.run(
+                command,
+                list(args),
+                stdin=None if stdin is None else stdin.encode(),
+                timeout=timeout,
+            )
+            result = ExecResult(
+                argv,
+                finished.exit_code,
+                decode_output(finished.stdout),
+                decode_output(finished.stderr),
+            )
+            truncated = [
+                name
+                for name, cut in (
+                    ("stdout", finished.stdout_truncated),
+                    ("stderr", finished.stderr_truncated),
+                )
+                if cut
+            ]
         except AgentCommandError as err:
             if err.command != "guest-exec":
                 raise
@@ -470,14 +530,19 @@ class QemuInstance:
     def properties(self) -> Properties:
         """Clone info; while running, the host side of user-mode networking and forwards."""
         clone_info = CloneInfo(source=self._source, name=self.id)
-        extras: dict[str, Any] = {"directory": str(self._vmdir.path),
-                                  "serial_log": str(self._vmdir.serial_log)}
+        extras: dict[str, Any] = {
+            "directory": str(self._vmdir.path),
+            "serial_log": str(self._vmdir.serial_log),
+        }
         if self.state() is not State.RUNNING:
             return Properties(clone_info=clone_info, extras=extras)
         forwards = list(self._forwards)
         extras.update(
-            accelerator=self._accelerator, pid=self.pid, guest_ip=GUEST_ADDRESS,
-            forwards=forwards, ports={f["guest_port"]: f["host_port"] for f in forwards},
+            accelerator=self._accelerator,
+            pid=self.pid,
+            guest_ip=GUEST_ADDRESS,
+            forwards=forwards,
+            ports={f["guest_port"]: f["host_port"] for f in forwards},
         )
         ip = forwards[0]["host_address"] if forwards else "127.0.0.1"
         return Properties(clone_info=clone_info, ip=ip, extras=extras)
@@ -546,8 +611,9 @@ def _connect_when_listening(
         except (FileNotFoundError, ConnectionRefusedError):
             return None
 
-    return poll_until(attempt, timeout=_remaining(deadline), what=f"QEMU to listen on {path.name}",
-                      backoff=_POLL)
+    return poll_until(
+        attempt, timeout=_remaining(deadline), what=f"QEMU to listen on {path.name}", backoff=_POLL
+    )
 
 
 def _remaining(deadline: Deadline) -> float:
@@ -559,7 +625,12 @@ def _read_forwards(monitor: QMPClient) -> list[dict[str, Any]]:
     """The forwards as QEMU set them up (a requested host port 0 shows the port it picked)."""
     text = monitor.command("human-monitor-command", {"command-line": "info usernet"})
     return [
-        {"protocol": proto.lower(), "host_address": host, "host_port": int(host_port),
-         "guest_address": guest, "guest_port": int(guest_port)}
+        {
+            "protocol": proto.lower(),
+            "host_address": host,
+            "host_port": int(host_port),
+            "guest_address": guest,
+            "guest_port": int(guest_port),
+        }
         for proto, host, host_port, guest, guest_port in _USERNET_FORWARD.findall(str(text))
     ]
