@@ -41,6 +41,17 @@ class Properties:
     extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+#: The one rule for turning guest output into ``ExecResult`` text, for every backend:
+#: UTF-8, with each undecodable byte kept as a lone surrogate, so
+#: ``text.encode("utf-8", GUEST_TEXT_ERRORS)`` gives back exactly what the command printed.
+GUEST_TEXT_ERRORS = "surrogateescape"
+
+
+def decode_guest_output(data: bytes) -> str:
+    """Guest output bytes as ``ExecResult`` text (lossless; see ``GUEST_TEXT_ERRORS``)."""
+    return data.decode("utf-8", GUEST_TEXT_ERRORS)
+
+
 @dataclasses.dataclass(frozen=True)
 class ExecResult:
     """A finished guest command. A non-zero exit is data, not an error (see ``check``)."""

@@ -21,7 +21,14 @@ from vms_core.errors import (
     VMError,
 )
 from vms_core.guard import LifecycleGuard
-from vms_core.instance import Capabilities, CloneInfo, ExecResult, Properties, StopResult
+from vms_core.instance import (
+    Capabilities,
+    CloneInfo,
+    ExecResult,
+    Properties,
+    StopResult,
+    decode_guest_output,
+)
 from vms_core.states import Action, State
 from vms_core.waiting import Backoff, Deadline, poll_until
 from vms_qemu.channel import ChannelClosedError
@@ -496,8 +503,8 @@ class QemuInstance:
             result = ExecResult(
                 argv,
                 finished.exit_code,
-                decode_output(finished.stdout),
-                decode_output(finished.stderr),
+                decode_guest_output(finished.stdout),
+                decode_guest_output(finished.stderr),
             )
             truncated = [
                 name
@@ -571,15 +578,6 @@ class QemuInstance:
 
 class SourceImageError(VMError):
     """The clone source is not a disk image this backend can boot."""
-
-
-def decode_output(data: bytes) -> str:
-    """Guest output as text: UTF-8, each undecodable byte shown as U+FFFD.
-
-    The same as the tart backend, so a caller sees one rule; invalid bytes cannot be
-    told apart from a real U+FFFD afterwards (see docs/qemu.md).
-    """
-    return data.decode("utf-8", errors="replace")
 
 
 class OutputTruncatedError(VMError):

@@ -373,3 +373,17 @@ def test_a_linux_image_without_os_linux_is_one_line_that_says_what_to_do(
     [line] = error_lines(result.stderr)
     assert "--os linux" in line
     assert leftover_vms(env) == []
+
+
+def test_guest_output_bytes_pass_through_unchanged(env: dict[str, str]) -> None:
+    """Non-UTF-8 guest output reaches our stdout and stderr byte for byte."""
+    done = subprocess.run(
+        [*VMS, "-q", "run", "--", "sh", "-c", r"printf '\377\376ok\n'; printf '\377x' >&2"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"\xff\xfeok\n"
+    assert done.stderr == b"\xffx"

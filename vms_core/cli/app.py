@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
 import logging
 import math
 import os
@@ -32,6 +33,7 @@ from vms_core.cli.selection import (
     load_available,
 )
 from vms_core.errors import VMError
+from vms_core.instance import GUEST_TEXT_ERRORS
 from vms_core.plugins import available_backends
 from vms_core.render import FORMATS, render
 
@@ -314,8 +316,16 @@ def _report(error: BaseException, *, debug: bool) -> int:
     return int(status)
 
 
+def _pass_guest_bytes_through() -> None:
+    """Write guest output byte for byte: backends keep undecodable bytes as surrogates."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors=GUEST_TEXT_ERRORS)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _pass_guest_bytes_through()
     with _logging_to_stderr(debug=args.debug, quiet=args.quiet):
         try:
             with _signals_as_interrupt():
