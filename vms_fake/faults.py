@@ -29,6 +29,7 @@ FAULTS_ENV = "FAKE_TART_FAULTS"
 class FaultPlanError(ValueError):
     """The fault plan file cannot be read as a plan (its text names the file)."""
 
+
 DEFAULT_CRASH_MESSAGE = (
     'Error Domain=VZErrorDomain Code=1 "The virtual machine stopped unexpectedly."'
 )

@@ -94,10 +94,21 @@ def choose_accelerator(
 
 def probe_argv(qemu: str, accelerator: Accelerator, boot_image: str) -> list[str]:
     return [
-        qemu, "-accel", accelerator, "-machine", "pc", "-m", "16",
-        "-nodefaults", "-no-user-config", "-display", "none",
-        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-drive", f"file={boot_image},format=raw,if=ide",
+        qemu,
+        "-accel",
+        accelerator,
+        "-machine",
+        "pc",
+        "-m",
+        "16",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-drive",
+        f"file={boot_image},format=raw,if=ide",
     ]
 
 
@@ -118,8 +129,12 @@ def probe_guest_runs(qemu: str, accelerator: Accelerator = "kvm") -> bool:
             logger.debug("accelerator probe %s failed: %s", accelerator, err)
             return False
     if result.returncode != _PROBE_EXIT_STATUS:
-        logger.debug("accelerator probe %s exited %s: %s", accelerator, result.returncode,
-                     result.stderr.decode(errors="replace").strip())
+        logger.debug(
+            "accelerator probe %s exited %s: %s",
+            accelerator,
+            result.returncode,
+            result.stderr.decode(errors="replace").strip(),
+        )
     return result.returncode == _PROBE_EXIT_STATUS
 
 

@@ -45,23 +45,28 @@ class QemuBackend(BackendBase):
 
     def availability(self) -> Availability:
         """Whether qemu and qemu-img are here, and the default guest is built or buildable."""
-        for binary, package in ((self.options.qemu, "qemu-system-x86"),
-                                (self.options.qemu_img, "qemu-utils")):
+        for binary, package in (
+            (self.options.qemu, "qemu-system-x86"),
+            (self.options.qemu_img, "qemu-utils"),
+        ):
             if shutil.which(binary) is None:
                 return Availability(
-                    False, f"{binary} not found; install the Debian package {package} "
-                    "(apt-get install --no-install-recommends qemu-system-x86 qemu-utils)"
+                    False,
+                    f"{binary} not found; install the Debian package {package} "
+                    "(apt-get install --no-install-recommends qemu-system-x86 qemu-utils)",
                 )
-        if self.options.source == BUILTIN_SOURCE and not guest_files(
-            self.options.cache_path
-        ).complete:
+        if (
+            self.options.source == BUILTIN_SOURCE
+            and not guest_files(self.options.cache_path).complete
+        ):
             missing = missing_build_tools()
             missing.pop("qemu-img", None)
             if missing:
                 packages = " ".join(sorted(set(missing.values())))
                 return Availability(
-                    False, f"the default guest is not built and {', '.join(sorted(missing))} "
-                    f"not found; install: apt-get install --no-install-recommends {packages}"
+                    False,
+                    f"the default guest is not built and {', '.join(sorted(missing))} "
+                    f"not found; install: apt-get install --no-install-recommends {packages}",
                 )
         return Availability(True)
 
@@ -69,13 +74,13 @@ class QemuBackend(BackendBase):
         """``kvm`` or ``tcg`` for this host (decided once per backend)."""
         with self._accelerator_lock:
             if self._accelerator is None:
-                self._accelerator = resolve_accelerator(self.options.accelerator,
-                                                        self.options.qemu)
+                self._accelerator = resolve_accelerator(self.options.accelerator, self.options.qemu)
             return self._accelerator
 
     def create_instance(self, name: str | None = None, source: str | None = None) -> QemuInstance:
-        return QemuInstance(self, validate_name(name or self.new_name()),
-                            source or self.options.source)
+        return QemuInstance(
+            self, validate_name(name or self.new_name()), source or self.options.source
+        )
 
     def list_vms(self, prefix: str | None = None) -> list[VMInfo]:
         """Our VMs; a directory whose ``vm.json`` is unreadable is skipped with a warning."""
@@ -89,12 +94,18 @@ class QemuBackend(BackendBase):
         metadata = vmdir.read_metadata()  # NotFoundError, or MetadataError when unreadable
         info = self._info(vmdir, metadata)
         return VMDetail(
-            info=info, cpus=metadata.cpus, memory_mib=metadata.memory,
+            info=info,
+            cpus=metadata.cpus,
+            memory_mib=metadata.memory,
             extras={
-                "directory": str(vmdir.path), "disk": metadata.disk,
-                "backing": metadata.backing, "kernel": metadata.kernel,
-                "initrd": metadata.initrd, "forwards": list(metadata.forwards),
-                "created": metadata.created, "pid": vmdir.running_pid(),
+                "directory": str(vmdir.path),
+                "disk": metadata.disk,
+                "backing": metadata.backing,
+                "kernel": metadata.kernel,
+                "initrd": metadata.initrd,
+                "forwards": list(metadata.forwards),
+                "created": metadata.created,
+                "pid": vmdir.running_pid(),
             },
         )
 
@@ -105,16 +116,26 @@ class QemuBackend(BackendBase):
         reported as a failure (it may be a VM, but nothing proves it is ours)."""
         report = super().delete_all(prefix, stop_timeout=stop_timeout)
         for name, err in scan(self.options.state_path, prefix).broken.items():
-            report.failures.setdefault(name, MetadataError(
-                f"{name} not deleted: {err}; remove {self.options.state_path / name} "
-                "by hand if it is a VM"))
+            report.failures.setdefault(
+                name,
+                MetadataError(
+                    f"{name} not deleted: {err}; remove {self.options.state_path / name} "
+                    "by hand if it is a VM"
+                ),
+            )
         return report
 
     def _info(self, vmdir: VMDirectory, metadata: VMMetadata) -> VMInfo:
         state, word = vmdir.on_disk_state()
         accessed = datetime.datetime.fromtimestamp(vmdir.path.stat().st_mtime, datetime.UTC)
-        return VMInfo(name=vmdir.name, state=state, backend_state=word,
-                      running=word == "running", source=metadata.source, accessed=accessed)
+        return VMInfo(
+            name=vmdir.name,
+            state=state,
+            backend_state=word,
+            running=word == "running",
+            source=metadata.source,
+            accessed=accessed,
+        )
 
     def _stop_for_delete(self, name: str, stop_timeout: float | None) -> None:
         shut_down_foreign(

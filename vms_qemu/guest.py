@@ -129,8 +129,16 @@ def default_cache_dir() -> Path:
 def recipe_hash() -> str:
     """Identifies the recipe, so a changed init script or module list builds a new guest."""
     recipe = "\n".join(
-        [str(RECIPE_VERSION), KERNEL_METAPACKAGE, AGENT_PACKAGE, *MODULES, INIT_SCRIPT,
-         SHUTDOWN_SHIM, POWER_BUTTON_SCRIPT, BASE_DISK_SIZE]
+        [
+            str(RECIPE_VERSION),
+            KERNEL_METAPACKAGE,
+            AGENT_PACKAGE,
+            *MODULES,
+            INIT_SCRIPT,
+            SHUTDOWN_SHIM,
+            POWER_BUTTON_SCRIPT,
+            BASE_DISK_SIZE,
+        ]
     )
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
@@ -189,9 +197,12 @@ def _build_into(directory: Path, *, qemu_img: str) -> None:
     kernel_package = _kernel_package()
     downloads = directory / "debs"
     downloads.mkdir()
-    _run(["apt-get", "download", kernel_package, AGENT_PACKAGE], cwd=downloads,
-         hint=f"is the Debian package index current? run apt-get update (needs {kernel_package} "
-              f"and {AGENT_PACKAGE})")
+    _run(
+        ["apt-get", "download", kernel_package, AGENT_PACKAGE],
+        cwd=downloads,
+        hint=f"is the Debian package index current? run apt-get update (needs {kernel_package} "
+        f"and {AGENT_PACKAGE})",
+    )
     kernel_deb = _one(downloads, f"{kernel_package}_*.deb")
     agent_deb = _one(downloads, f"{AGENT_PACKAGE}_*.deb")
 
@@ -199,15 +210,20 @@ def _build_into(directory: Path, *, qemu_img: str) -> None:
     wanted_modules = {f"{name}.ko" for name in MODULES} | {f"{name}.ko.xz" for name in MODULES}
     kernel_members = _deb_members(
         kernel_deb,
-        lambda path: (path.startswith("boot/vmlinuz-")
-                      or ("/modules/" in path and Path(path).name in wanted_modules)),
+        lambda path: (
+            path.startswith("boot/vmlinuz-")
+            or ("/modules/" in path and Path(path).name in wanted_modules)
+        ),
     )
     kernels = [data for path, data in kernel_members.items() if path.startswith("boot/vmlinuz-")]
     if not kernels:
         raise BackendUnavailableError(f"{kernel_deb.name} contains no boot/vmlinuz-*")
     (directory / "vmlinuz").write_bytes(kernels[0])
-    modules = {Path(path).name.split(".ko")[0]: (path, data)
-               for path, data in kernel_members.items() if "/modules/" in path}
+    modules = {
+        Path(path).name.split(".ko")[0]: (path, data)
+        for path, data in kernel_members.items()
+        if "/modules/" in path
+    }
     absent = [name for name in MODULES if name not in modules]
     if absent:
         raise BackendUnavailableError(f"{kernel_deb.name} lacks modules: {', '.join(absent)}")
@@ -248,8 +264,10 @@ def _build_into(directory: Path, *, qemu_img: str) -> None:
 
 
 def _kernel_package() -> str:
-    output = _run(["apt-cache", "depends", KERNEL_METAPACKAGE],
-                  hint="run apt-get update so the Debian package index is available")
+    output = _run(
+        ["apt-cache", "depends", KERNEL_METAPACKAGE],
+        hint="run apt-get update so the Debian package index is available",
+    )
     match = re.search(r"Depends:\s*(linux-image-\S+)", output)
     if not match:
         raise BackendUnavailableError(

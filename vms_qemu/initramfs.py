@@ -66,8 +66,10 @@ class Initramfs:
 
     def write_gzip(self, path: str) -> None:
         # Level 1: the kernel decompresses it under TCG, where speed matters more than size.
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1,
-                                                     mtime=0) as packed:
+        with (
+            open(path, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as packed,
+        ):
             packed.write(self.cpio())
 
 

@@ -43,13 +43,20 @@ class PortForward:
         host_port, guest_port = int(match["host_port"]), int(match["guest_port"])
         if host_port > 65535 or not 0 < guest_port <= 65535:
             raise ConfigError(f"qemu.forwards: port out of range in {text!r}")
-        return cls(match["proto"], match["host_addr"] or "127.0.0.1", host_port,
-                   match["guest_addr"], guest_port)
+        return cls(
+            match["proto"],
+            match["host_addr"] or "127.0.0.1",
+            host_port,
+            match["guest_addr"],
+            guest_port,
+        )
 
     @property
     def hostfwd(self) -> str:
-        return (f"{self.protocol}:{self.host_address}:{self.host_port}"
-                f"-{self.guest_address}:{self.guest_port}")
+        return (
+            f"{self.protocol}:{self.host_address}:{self.host_port}"
+            f"-{self.guest_address}:{self.guest_port}"
+        )
 
 
 def default_state_dir() -> Path:
@@ -93,8 +100,7 @@ class QemuOptions:
             value = getattr(self, name)
             # "not > 0" rather than "<= 0": every comparison with nan is false.
             if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"qemu.{name}: must be a positive number of seconds, "
-                                  f"got {value}")
+                raise ConfigError(f"qemu.{name}: must be a positive number of seconds, got {value}")
         for name in ("kernel", "initrd", "state_dir", "cache_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str | os.PathLike):

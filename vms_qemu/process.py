@@ -54,8 +54,12 @@ class QemuProcess:
         with open(vmdir.qemu_log, "ab") as log:
             # A new session: Ctrl-C reaches Python (which cleans up), not QEMU directly.
             popen = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, pass_fds=tuple(pass_fds),
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=tuple(pass_fds),
                 # The hook takes no locks: it calls a pre-resolved C function and os calls.
                 preexec_fn=_die_with_parent_hook(),  # noqa: PLW1509
             )
@@ -138,8 +142,11 @@ def shut_down(process: QemuProcess, *, graceful_timeout: float) -> ShutdownOutco
         status = process.wait(graceful_timeout)
         if status is not None:
             return ShutdownOutcome(status, forced=False)
-        logger.info("%s: guest ignored the power button for %gs; quitting QEMU",
-                    process.vmdir.name, graceful_timeout)
+        logger.info(
+            "%s: guest ignored the power button for %gs; quitting QEMU",
+            process.vmdir.name,
+            graceful_timeout,
+        )
     if _monitor_command(process.vmdir, "quit"):
         status = process.wait(QUIT_TIMEOUT)
         if status is not None:
@@ -178,8 +185,12 @@ def kill_foreign(vmdir: VMDirectory) -> None:
 def wait_until_ended(pid: int, *, timeout: float) -> bool:
     """Wait for ``pid`` to exit (gone or a zombie); False after ``timeout`` seconds."""
     try:
-        poll_until(lambda: True if VMDirectory.process_ended(pid) else None,
-                   timeout=timeout, what=f"QEMU pid {pid} to exit", backoff=_POLL)
+        poll_until(
+            lambda: True if VMDirectory.process_ended(pid) else None,
+            timeout=timeout,
+            what=f"QEMU pid {pid} to exit",
+            backoff=_POLL,
+        )
     except OperationTimeoutError:
         return False
     return True
@@ -208,7 +219,8 @@ def _kill_leftovers() -> None:
     for process in live_processes():
         logger.warning(
             "%s: QEMU pid %d still running at interpreter exit; killing it",
-            process.vmdir.name, process.pid,
+            process.vmdir.name,
+            process.pid,
         )
         process.kill()
         process.vmdir.clear_runtime_files()

@@ -50,7 +50,9 @@ class AgentCommandError(BackendCommandError):
         self.error_class = error_class
         self.description = description
         super().__init__(
-            ("qemu-ga", command), None, f"{error_class}: {description}",
+            ("qemu-ga", command),
+            None,
+            f"{error_class}: {description}",
             message="guest agent command failed",
         )
 
@@ -85,8 +87,9 @@ class GuestAgentClient:
 
     @classmethod
     def connect(cls, path: str, *, timeout: float = 10.0) -> GuestAgentClient:
-        return cls(JsonChannel.connect(path, timeout=timeout, what=f"guest agent {path}"),
-                   timeout=timeout)
+        return cls(
+            JsonChannel.connect(path, timeout=timeout, what=f"guest agent {path}"), timeout=timeout
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -98,11 +101,12 @@ class GuestAgentClient:
             while True:
                 remaining = deadline.remaining()
                 if remaining is not None and remaining <= 0:
-                    raise OperationTimeoutError(
-                        f"guest agent did not answer within {timeout:g}s"
-                    )
-                attempt = SYNC_ATTEMPT_TIMEOUT if remaining is None else min(
-                    SYNC_ATTEMPT_TIMEOUT, remaining)
+                    raise OperationTimeoutError(f"guest agent did not answer within {timeout:g}s")
+                attempt = (
+                    SYNC_ATTEMPT_TIMEOUT
+                    if remaining is None
+                    else min(SYNC_ATTEMPT_TIMEOUT, remaining)
+                )
                 if self._sync_once(next(_ids), attempt):
                     self._needs_sync = False
                     return
@@ -151,7 +155,12 @@ class GuestAgentClient:
         self.command("guest-ping")
 
     def start_process(
-        self, path: str, args: list[str], stdin: bytes | None = None, *, capture: bool = True,
+        self,
+        path: str,
+        args: list[str],
+        stdin: bytes | None = None,
+        *,
+        capture: bool = True,
         timeout: float | None = None,
     ) -> int:
         """Start a guest process (output captured unless ``capture`` is false); its guest pid."""
@@ -160,14 +169,16 @@ class GuestAgentClient:
                 # QEMU's JSON parser turns \u0000 into the bytes C0 80: the guest would get
                 # a different argument than the one asked for.
                 raise GuestArgumentError(
-                    f"guest command arguments cannot contain NUL: {argument!r}")
+                    f"guest command arguments cannot contain NUL: {argument!r}"
+                )
         arguments: dict[str, Any] = {"path": path, "arg": args, "capture-output": capture}
         if stdin is not None:
             arguments["input-data"] = base64.b64encode(stdin).decode()
         return int(self.command("guest-exec", arguments, timeout=timeout)["pid"])
 
-    def process_status(self, pid: int, *, timeout: float | None = None
-                       ) -> GuestProcessStatus | None:
+    def process_status(
+        self, pid: int, *, timeout: float | None = None
+    ) -> GuestProcessStatus | None:
         """The result once the guest process exited, else None."""
         status = self.command("guest-exec-status", {"pid": pid}, timeout=timeout)
         if not status.get("exited"):
@@ -192,8 +203,9 @@ class GuestAgentClient:
         pause = sleep or time.sleep
         deadline = Deadline(KILL_TIMEOUT)
         try:
-            killer = self.start_process("sh", ["-c", _KILL_TREE, "sh", str(pid)],
-                                        capture=False, timeout=KILL_TIMEOUT)
+            killer = self.start_process(
+                "sh", ["-c", _KILL_TREE, "sh", str(pid)], capture=False, timeout=KILL_TIMEOUT
+            )
             for target in (killer, pid):  # reaping both also frees qemu-ga's records of them
                 for delay in _EXEC_POLL.delays():
                     remaining = deadline.remaining()
@@ -229,8 +241,11 @@ class GuestAgentClient:
                 killed = self.kill_process(pid, sleep=pause)
                 raise OperationTimeoutError(
                     f"guest command {path} still running after {timeout:g}s; "
-                    + (f"killed it (guest pid {pid})" if killed
-                       else f"could not kill it (guest pid {pid})")
+                    + (
+                        f"killed it (guest pid {pid})"
+                        if killed
+                        else f"could not kill it (guest pid {pid})"
+                    )
                 )
             pause(delay if remaining is None else min(delay, remaining))
         raise AssertionError("unreachable")  # pragma: no cover

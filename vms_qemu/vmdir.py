@@ -90,10 +90,17 @@ class VMMetadata:
 
 
 _METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
-    "name": str, "source": str, "disk": str, "backing": str,
-    "kernel": (str, type(None)), "initrd": (str, type(None)),
-    "kernel_args": (str, type(None)), "memory": int, "cpus": int,
-    "forwards": list, "created": str,
+    "name": str,
+    "source": str,
+    "disk": str,
+    "backing": str,
+    "kernel": (str, type(None)),
+    "initrd": (str, type(None)),
+    "kernel_args": (str, type(None)),
+    "memory": int,
+    "cpus": int,
+    "forwards": list,
+    "created": str,
 }
 _METADATA_OPTIONAL = frozenset({"forwards", "created"})
 
@@ -264,8 +271,7 @@ class VMDirectory:
 
     def clear_runtime_files(self) -> None:
         """Files of a QEMU run that has ended (QEMU removes most itself on a clean exit)."""
-        for stale in (self.pidfile, self.qmp_socket, self.agent_socket,
-                      self.partial_suspend_state):
+        for stale in (self.pidfile, self.qmp_socket, self.agent_socket, self.partial_suspend_state):
             stale.unlink(missing_ok=True)
         self._remove_socket_dir()
 
@@ -285,11 +291,15 @@ def _private_directory(path: Path, *, create: bool) -> None:
             path.mkdir(mode=0o700)
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise VMError(f"{path} is a symlink or not a directory; refusing to use it for "
-                      "QEMU sockets (remove it, or use a shorter state_dir)")
+        raise VMError(
+            f"{path} is a symlink or not a directory; refusing to use it for "
+            "QEMU sockets (remove it, or use a shorter state_dir)"
+        )
     if info.st_uid != os.getuid():
-        raise VMError(f"{path} belongs to uid {info.st_uid}, not to this user; refusing to "
-                      "use it for QEMU sockets (remove it, or use a shorter state_dir)")
+        raise VMError(
+            f"{path} belongs to uid {info.st_uid}, not to this user; refusing to "
+            "use it for QEMU sockets (remove it, or use a shorter state_dir)"
+        )
     if stat.S_IMODE(info.st_mode) != 0o700:
         os.chmod(path, 0o700)
 

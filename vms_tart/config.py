@@ -95,9 +95,7 @@ class TartOptions:
             if not math.isfinite(value) or value <= 0:  # NaN compares false to everything
                 raise ConfigError(f"{at}.{field} must be a positive number, got {value}")
         if not math.isfinite(self.stop_timeout) or self.stop_timeout < 0:
-            raise ConfigError(
-                f"{at}.stop_timeout must be a number >= 0, got {self.stop_timeout}"
-            )
+            raise ConfigError(f"{at}.stop_timeout must be a number >= 0, got {self.stop_timeout}")
         for field in ("cpu", "memory", "disk"):
             value = getattr(self, field)
             if value is not None and value <= 0:

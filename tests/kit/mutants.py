@@ -142,9 +142,7 @@ MUTANTS: dict[str, Mutant] = {
     "reports_running_after_the_vm_died": Mutant(
         _backend(ReportsRunningAfterTheVMDied), "died on its own but the backend reports Running"
     ),
-    "leaks_the_run_process": Mutant(
-        _backend(LeaksTheRunProcess), "exited but never reaped"
-    ),
+    "leaks_the_run_process": Mutant(_backend(LeaksTheRunProcess), "exited but never reaped"),
     "leaves_the_vm_running_when_start_times_out": Mutant(
         _backend(LeavesTheVMRunningWhenStartTimesOut), "but the tool says Running"
     ),

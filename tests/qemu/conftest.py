@@ -29,9 +29,11 @@ def qemu_processes_under(path: Path) -> list[int]:
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
-            if b"qemu-system" in cmdline and needle in cmdline and " Z " not in (
-                proc / "stat"
-            ).read_text().rpartition(")")[2][:3]:
+            if (
+                b"qemu-system" in cmdline
+                and needle in cmdline
+                and " Z " not in (proc / "stat").read_text().rpartition(")")[2][:3]
+            ):
                 found.append(int(proc.name))
         except OSError:
             continue

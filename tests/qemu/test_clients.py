@@ -184,9 +184,12 @@ def exec_handler(
 
 
 def test_agent_run_polls_until_exit_and_decodes_output(socket_path: Path) -> None:
-    status = {"exited": True, "exitcode": 3,
-              "out-data": base64.b64encode(b"out\n").decode(),
-              "err-data": base64.b64encode("é\n".encode()).decode()}
+    status = {
+        "exited": True,
+        "exitcode": 3,
+        "out-data": base64.b64encode(b"out\n").decode(),
+        "err-data": base64.b64encode("é\n".encode()).decode(),
+    }
     with FakeServer(socket_path, exec_handler(status, expect_input=b"in")):
         client = GuestAgentClient.connect(str(socket_path))
         try:
@@ -281,8 +284,12 @@ def test_agent_run_kills_the_guest_command_tree_when_it_times_out(socket_path: P
 
 
 def test_agent_run_reports_output_cut_at_the_agents_limit(socket_path: Path) -> None:
-    status = {"exited": True, "exitcode": 0, "out-data": base64.b64encode(b"x").decode(),
-              "out-truncated": True}
+    status = {
+        "exited": True,
+        "exitcode": 0,
+        "out-data": base64.b64encode(b"x").decode(),
+        "out-truncated": True,
+    }
     with FakeServer(socket_path, exec_handler(status)):
         client = GuestAgentClient.connect(str(socket_path))
         try:

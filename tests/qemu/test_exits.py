@@ -44,7 +44,10 @@ def test_guest_poweroff_then_crash_are_noticed(vm_state_dir: Path, default_guest
         result = vm.stop()
         # Not forced: the kill was not ours (the same on every backend, finding 24).
         assert (result.exited_on_its_own, result.exit_status, result.forced) == (
-            True, -signal.SIGKILL, False)
+            True,
+            -signal.SIGKILL,
+            False,
+        )
 
         # The same when stop() itself is the first to find QEMU gone.
         vm.start()

@@ -25,8 +25,9 @@ def test_initramfs_round_trips_files_links_devices_and_parents(tmp_path: Path) -
     root.char_device("dev/console", 5, 1)
     target = tmp_path / "initrd.gz"
     root.write_gzip(str(target))
-    entries = {name: (mode, data) for name, mode, data in read_cpio(gzip.decompress(
-        target.read_bytes()))}
+    entries = {
+        name: (mode, data) for name, mode, data in read_cpio(gzip.decompress(target.read_bytes()))
+    }
     assert entries["init"] == (stat.S_IFREG | 0o755, b"#!/bin/sh\n")
     assert entries["bin/sh"] == (stat.S_IFLNK | 0o777, b"busybox")
     assert stat.S_ISCHR(entries["dev/console"][0])
@@ -40,8 +41,13 @@ def test_initramfs_is_readable_by_gnu_cpio(tmp_path: Path) -> None:
     root = Initramfs()
     root.file("etc/hostname", b"guest\n")
     root.symlink("bin/ls", "busybox")
-    listing = subprocess.run(["cpio", "-t", "--quiet"], input=root.cpio(), capture_output=True,
-                             check=True).stdout.decode().split()
+    listing = (
+        subprocess.run(
+            ["cpio", "-t", "--quiet"], input=root.cpio(), capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split()
+    )
     assert sorted(listing) == ["bin", "bin/ls", "etc", "etc/hostname"]
 
 
@@ -57,7 +63,9 @@ def test_ldd_output_gives_libraries_and_the_loader() -> None:
         "\t/lib64/ld-linux-x86-64.so.2 (0x00007f2)\n"
     )
     assert guest.parse_ldd(output) == [
-        "/lib/x86_64-linux-gnu/libglib-2.0.so.0", "/lib64/ld-linux-x86-64.so.2"]
+        "/lib/x86_64-linux-gnu/libglib-2.0.so.0",
+        "/lib64/ld-linux-x86-64.so.2",
+    ]
 
 
 def test_missing_libraries_name_the_package_to_install() -> None:
@@ -76,8 +84,9 @@ def test_build_without_tools_says_which_packages_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(guest, "missing_build_tools", lambda: {"busybox": "busybox-static"})
-    with pytest.raises(BackendUnavailableError,
-                       match="apt-get install --no-install-recommends busybox-static"):
+    with pytest.raises(
+        BackendUnavailableError, match="apt-get install --no-install-recommends busybox-static"
+    ):
         guest.build_guest(tmp_path)
     assert list(tmp_path.glob("guest-*/*")) == []
 

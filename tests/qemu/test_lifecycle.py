@@ -58,8 +58,9 @@ def test_exec_returns_output_and_exit_code(vm: QemuInstance) -> None:
 
 def test_exec_feeds_stdin_and_copies_output_to_writers(vm: QemuInstance) -> None:
     out, err = io.StringIO(), io.StringIO()
-    result = vm.exec("sh", "-c", "tr a-z A-Z; echo done >&2", stdin="hello\n",
-                     stdout=out, stderr=err)
+    result = vm.exec(
+        "sh", "-c", "tr a-z A-Z; echo done >&2", stdin="hello\n", stdout=out, stderr=err
+    )
     assert result.stdout == "HELLO\n" == out.getvalue()
     assert err.getvalue() == "done\n"
 
@@ -132,7 +133,11 @@ def test_another_backend_object_sees_the_running_vm(vm: QemuInstance, vm_state_d
     other = QemuBackend(state_dir=vm_state_dir)
     [info] = other.list_vms()
     assert (info.name, info.state, info.running, info.source) == (
-        vm.id, State.RUNNING, True, "builtin")
+        vm.id,
+        State.RUNNING,
+        True,
+        "builtin",
+    )
     detail = other.get_vm(vm.id)
     assert detail.extras["pid"] == vm.pid and detail.memory_mib == 256
 

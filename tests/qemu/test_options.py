@@ -39,7 +39,9 @@ def test_a_toml_table_configures_the_backend(tmp_path: Path) -> None:
     assert (options.memory, options.cpus, options.accelerator) == (512, 2, "tcg")
     assert options.boot_timeout == 90.0
     assert [f.hostfwd for f in options.port_forwards] == [
-        "tcp:127.0.0.1:2222-:22", "udp:127.0.0.1:0-:53"]
+        "tcp:127.0.0.1:2222-:22",
+        "udp:127.0.0.1:0-:53",
+    ]
 
 
 def test_unknown_option_lists_the_accepted_ones() -> None:

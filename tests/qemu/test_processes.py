@@ -35,7 +35,10 @@ def holder(vm_state_dir: Path, default_guest: object) -> Iterator[list[subproces
 def spawn(holder: list[subprocess.Popen[str]], mode: str, state_dir: Path) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, str(HOLDER), mode, str(state_dir)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     holder.append(process)
     return process
@@ -45,10 +48,15 @@ def test_ctrl_c_during_start_kills_qemu_and_cleans_up(
     holder: list[subprocess.Popen[str]], vm_state_dir: Path
 ) -> None:
     process = spawn(holder, "interrupt", vm_state_dir)
-    pidfile = poll_until(lambda: next(vm_state_dir.glob("*/qemu.pid"), None), timeout=60,
-                         what="QEMU to start", backoff=None)
-    qemu_pid = int(poll_until(lambda: pidfile.read_text().strip() or None, timeout=10,
-                              what="the pidfile"))
+    pidfile = poll_until(
+        lambda: next(vm_state_dir.glob("*/qemu.pid"), None),
+        timeout=60,
+        what="QEMU to start",
+        backoff=None,
+    )
+    qemu_pid = int(
+        poll_until(lambda: pidfile.read_text().strip() or None, timeout=10, what="the pidfile")
+    )
     process.send_signal(signal.SIGINT)  # the guest is still booting (about 3 s under TCG)
     stdout, stderr = process.communicate(timeout=60)
     assert "BOOTED" not in stdout, "the boot finished before the interrupt; test is moot"

@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.qemu, requires_qemu, pytest.mark.timeout(60)]
 
 
 def image_info(path: Path) -> dict[str, object]:
-    output = subprocess.run(["qemu-img", "info", "--output=json", str(path)],
-                            capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     return dict(json.loads(output))
 
 
@@ -30,10 +31,12 @@ def test_a_clone_is_an_overlay_of_your_image_with_your_kernel(
     tmp_path: Path, default_guest: GuestFiles, image_format: str
 ) -> None:
     image = tmp_path / f"mine.{image_format}"
-    subprocess.run(["qemu-img", "create", "-q", "-f", image_format, str(image), "64M"],
-                   check=True)
-    backend = QemuBackend(state_dir=tmp_path / "state", kernel=str(default_guest.kernel),
-                          initrd=str(default_guest.initrd))
+    subprocess.run(["qemu-img", "create", "-q", "-f", image_format, str(image), "64M"], check=True)
+    backend = QemuBackend(
+        state_dir=tmp_path / "state",
+        kernel=str(default_guest.kernel),
+        initrd=str(default_guest.initrd),
+    )
     vm = backend.create_instance(source=str(image))
     vm.clone()
     try:

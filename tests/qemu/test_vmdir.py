@@ -23,10 +23,19 @@ from vms_qemu.vmdir import MetadataError, VMDirectory, VMMetadata, list_director
 
 
 def metadata(vmdir: VMDirectory) -> VMMetadata:
-    return VMMetadata(name=vmdir.name, source="builtin", disk=str(vmdir.disk),
-                      backing="/cache/base.qcow2", kernel="/cache/vmlinuz",
-                      initrd="/cache/initrd.gz", kernel_args="console=ttyS0", memory=256,
-                      cpus=1, forwards=("tcp:127.0.0.1:2222-:22",), created="now")
+    return VMMetadata(
+        name=vmdir.name,
+        source="builtin",
+        disk=str(vmdir.disk),
+        backing="/cache/base.qcow2",
+        kernel="/cache/vmlinuz",
+        initrd="/cache/initrd.gz",
+        kernel_args="console=ttyS0",
+        memory=256,
+        cpus=1,
+        forwards=("tcp:127.0.0.1:2222-:22",),
+        created="now",
+    )
 
 
 def make_vm(root: Path, name: str) -> VMDirectory:
@@ -51,8 +60,11 @@ def impostor(vmdir: VMDirectory) -> Iterator[subprocess.Popen[bytes]]:
         stdin=subprocess.PIPE,
     )
     # Popen returns once exec has begun; the new command line shows up a moment later.
-    poll_until(lambda: b"-pidfile" in Path(f"/proc/{process.pid}/cmdline").read_bytes() or None,
-               timeout=10, what="the impostor's command line")
+    poll_until(
+        lambda: b"-pidfile" in Path(f"/proc/{process.pid}/cmdline").read_bytes() or None,
+        timeout=10,
+        what="the impostor's command line",
+    )
     yield process
     process.kill()
     process.wait()
@@ -139,8 +151,9 @@ def test_running_needs_a_live_process_with_this_pidfile(
 
 def test_a_recycled_pid_is_not_mistaken_for_the_vm(vmdir: VMDirectory) -> None:
     """The pidfile names a live process that is not this VM's QEMU: never signal it."""
-    stranger = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                                stdin=subprocess.PIPE)
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     try:
         vmdir.pidfile.write_text(str(stranger.pid))
         assert vmdir.running_pid() is None
@@ -240,9 +253,14 @@ def test_a_socket_directory_owned_by_another_user_is_refused(
 
 
 def test_command_line(vmdir: VMDirectory) -> None:
-    argv = qemu_argv(qemu="qemu-system-x86_64", accelerator="tcg", metadata=metadata(vmdir),
-                     vmdir=vmdir, forwards=[PortForward.parse("tcp:127.0.0.1:2222-:22")],
-                     incoming_fd=7)
+    argv = qemu_argv(
+        qemu="qemu-system-x86_64",
+        accelerator="tcg",
+        metadata=metadata(vmdir),
+        vmdir=vmdir,
+        forwards=[PortForward.parse("tcp:127.0.0.1:2222-:22")],
+        incoming_fd=7,
+    )
     assert argv[argv.index("-pidfile") + 1] == str(vmdir.pidfile)
     assert argv[argv.index("-accel") + 1] == "tcg"
     assert "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22" in argv
