@@ -97,14 +97,18 @@ def test_spawn_keeps_a_bounded_tail_and_reaps_the_child() -> None:
 def test_spawned_process_signals_and_event_driven_wait() -> None:
     runner = SubprocessRunner("sh", kill_on_exit=False)
     process = runner.spawn(["-c", "trap 'exit 0' INT; while :; do sleep 0.05; done"])
-    assert process.wait(0.01) is None and process.poll() is None
-    process.send_signal(signal.SIGINT)
-    assert process.wait(30) == 0
-    process.send_signal(signal.SIGINT)  # after exit: not an error
     stubborn = runner.spawn(["-c", "trap '' INT; sleep 60"])
-    stubborn.kill()
-    assert stubborn.poll() == -signal.SIGKILL
-    assert stubborn.pid is not None and gone(stubborn.pid)
+    try:
+        assert process.wait(0.01) is None and process.poll() is None
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+        process.send_signal(signal.SIGINT)  # after exit: not an error
+        stubborn.kill()
+        assert stubborn.poll() == -signal.SIGKILL
+        assert stubborn.pid is not None and gone(stubborn.pid)
+    finally:  # kill_on_exit is off here: a failed assertion must not leave them running
+        process.kill()
+        stubborn.kill()
 
 
 def test_children_are_stopped_when_python_exits(tmp_path: Path) -> None:
