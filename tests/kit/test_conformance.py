@@ -58,6 +58,8 @@ def test_run_conformance_reports_what_it_skipped() -> None:
         ("stop_from_stopped_runs_a_command", "lifecycle_walk", "no-op Stop from Stopped ran 1"),
         ("asks_the_tool_before_checking_the_table", "fresh_instance_refuses", "ran 1 command"),
         ("delete_skips_suspended_vms", "delete_from_suspended", "the tool still lists it"),
+        # The walk alone catches it: slow backends run only the walk and the fresh checks.
+        ("allows_delete_while_running", "lifecycle_walk", "Delete from Running was not refused"),
     ],
 )
 def test_run_conformance_names_the_failing_check(mutant: str, check: str, message: str) -> None:

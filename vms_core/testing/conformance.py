@@ -121,10 +121,12 @@ def _require_suspend(instance: Instance) -> None:
 
 
 def check_lifecycle_walk(harness: Harness) -> None:
-    """Clone, start, properties, stop twice, start, suspend twice and resume, stop, delete."""
+    """Clone, start, refusals while Running, properties, stop twice, start, suspend twice
+    and resume, stop, delete."""
     with fresh_instance(harness) as vm:
         step(harness, vm, Action.CLONE, State.STOPPED)
         step(harness, vm, Action.START, State.RUNNING)
+        _expect_table_refusals(harness, vm, State.RUNNING)
         properties = vm.properties()
         expect(
             properties.clone_info.name == vm.id,
@@ -217,6 +219,23 @@ def _expect_refused(
         ran = (harness.commands_issued() or 0) - commands
         expect(ran == 0, f"refused {action} from {before} ran {ran} command(s)")
     return refusal
+
+
+def _expect_table_refusals(harness: Harness, vm: Instance, state: State) -> None:
+    """Every operation the table forbids from ``state`` is refused with
+    TransitionNotAllowedError naming it, changing nothing and running no command.
+
+    Done inside a walk that is already in ``state``, so it costs no extra boot.
+    """
+    for action in OPERATIONS:
+        if is_allowed(state, action):
+            continue
+        err = _expect_refused(harness, vm, action, TransitionNotAllowedError)
+        assert isinstance(err, TransitionNotAllowedError)
+        expect(
+            (err.action, err.state) == (action, state),
+            f"the refusal names {err.action} in {err.state}, want {action} in {state}",
+        )
 
 
 def check_fresh_instance(harness: Harness) -> None:
