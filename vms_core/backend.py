@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from vms_core.errors import NotFoundError, VMError
+from vms_core.errors import ConfigError, NotFoundError, VMError
 from vms_core.instance import Capabilities, Instance
 from vms_core.states import State
 
@@ -104,7 +104,10 @@ class Backend(Protocol):
     def delete_all(
         self, prefix: str | None = None, *, stop_timeout: float | None = None
     ) -> DeleteReport:
-        """Stop (if running) and delete every VM listed by ``list_vms(prefix)``."""
+        """Stop (if running) and delete every VM listed by ``list_vms(prefix)``.
+
+        ``None`` means this backend's ``name_prefix``; an empty prefix is refused.
+        """
         ...
 
 
@@ -123,6 +126,9 @@ class BackendBase:
         from vms_core.options import parse_options
 
         self.options = parse_options(self.Options, options, backend=self.name)
+        if getattr(self.options, "name_prefix", None) == "":
+            # The prefix is what keeps delete_all() to this backend's own VMs.
+            raise ConfigError(f"{self.name}.name_prefix must not be empty")
 
     @property
     def name_prefix(self) -> str:
@@ -147,6 +153,14 @@ class BackendBase:
     def delete_all(
         self, prefix: str | None = None, *, stop_timeout: float | None = None
     ) -> DeleteReport:
+        """Stop and delete every VM whose name starts with ``prefix`` (default: ours).
+
+        An empty prefix is refused: it would delete every VM the tool knows, including
+        ones this library never made.
+        """
+        prefix = self.name_prefix if prefix is None else prefix
+        if not prefix:
+            raise ConfigError("delete_all with an empty prefix would delete every VM")
         report = DeleteReport()
         for info in self.list_vms(prefix):
             try:

@@ -95,7 +95,7 @@ def test_missing_and_incomplete_vms(tmp_path: Path) -> None:
     assert partial.on_disk_state() == (State.ERROR_UNKNOWN, "incomplete")
     backend = QemuBackend(state_dir=tmp_path)
     assert [(i.name, i.state) for i in backend.list_vms()] == [("partial", State.ERROR_UNKNOWN)]
-    assert backend.delete_all().deleted == ["partial"] and not partial.exists()
+    assert backend.delete_all("partial").deleted == ["partial"] and not partial.exists()
 
 
 def test_directories_without_vm_json_are_not_ours_and_never_touched(tmp_path: Path) -> None:

@@ -214,7 +214,7 @@ def test_a_vm_does_not_outlive_the_python_process_that_started_it(tmp_path: Path
     assert done.stdout == "up\n"
     backend = load_backend("tart", binary=FAKE_TART, home=str(home))
     assert [(i.name, i.state) for i in backend.list_vms()] == [("left", State.STOPPED)]
-    backend.delete_all()
+    backend.delete_vm("left")
 
 
 def test_a_detached_vm_keeps_running_after_python_exits(tmp_path: Path) -> None:
@@ -232,7 +232,7 @@ def test_a_detached_vm_keeps_running_after_python_exits(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", program], timeout=60, check=True)
     backend = load_backend("tart", binary=FAKE_TART, home=str(home))
     assert [(i.name, i.state) for i in backend.list_vms()] == [("kept", State.RUNNING)]
-    report = backend.delete_all(stop_timeout=5)
+    report = backend.delete_all("kept", stop_timeout=5)
     assert report.ok and backend.list_vms() == []
 
 
@@ -317,4 +317,4 @@ def test_a_real_ctrl_c_during_start_leaves_no_vm_running(tmp_path: Path) -> None
     assert child.returncode == 130, err
     assert out == "Stopped\n"
     assert [(i.name, i.state) for i in backend.list_vms()] == [("slow", State.STOPPED)]
-    backend.delete_all()
+    backend.delete_vm("slow")
