@@ -7,7 +7,7 @@ import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
-from vms_core.errors import CleanupError, VMError, WaitError
+from vms_core.errors import CleanupError, TransitionNotAllowedError, VMError, WaitError
 from vms_core.instance import Instance
 from vms_core.states import State
 from vms_core.waiting import Backoff, Clock, Sleep, poll_until
@@ -130,18 +130,31 @@ def running(
     """Clone and start ``instance``, yield it running, and always clean up.
 
     Cleanup runs whatever happens, including a start that fails half way and
-    KeyboardInterrupt; a cleanup failure is chained onto the original error.
+    KeyboardInterrupt; a cleanup failure is chained onto the original error. An
+    instance whose clone the table refuses (it already exists, maybe running) is
+    not ours: the error propagates and the instance is left untouched.
     """
     try:
         instance.clone(timeout=clone_timeout)
+    except TransitionNotAllowedError:
+        raise
+    except BaseException as primary:
+        _cleanup_after(instance, primary, stop_timeout)
+        raise
+    try:
         instance.start(timeout=start_timeout)
         yield instance
     except BaseException as primary:
-        try:
-            cleanup(instance, stop_timeout=stop_timeout)
-        except VMError as cleanup_error:
-            logger.warning("cleanup after failure of %s failed: %s", instance.id, cleanup_error)
-            primary.add_note(f"cleanup also failed: {cleanup_error}")
+        _cleanup_after(instance, primary, stop_timeout)
         raise
     else:
         cleanup(instance, stop_timeout=stop_timeout)
+
+
+def _cleanup_after(instance: Instance, primary: BaseException, stop_timeout: float | None) -> None:
+    """Clean up after ``primary``; a cleanup failure becomes a note on it."""
+    try:
+        cleanup(instance, stop_timeout=stop_timeout)
+    except VMError as cleanup_error:
+        logger.warning("cleanup after failure of %s failed: %s", instance.id, cleanup_error)
+        primary.add_note(f"cleanup also failed: {cleanup_error}")

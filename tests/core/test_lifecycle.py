@@ -6,6 +6,7 @@ from vms_core import (
     CleanupError,
     OperationTimeoutError,
     State,
+    TransitionNotAllowedError,
     WaitError,
     cleanup,
     running,
@@ -252,3 +253,12 @@ def test_cleanup_bounds_each_delete_with_the_given_timeout() -> None:
     cleanup(Recording(State.STOPPED), delete_timeout=7.5)
     cleanup(Recording(State.INITIAL), delete_timeout=3.0)
     assert seen == [7.5, 3.0]
+
+
+def test_running_leaves_alone_an_instance_whose_clone_was_refused() -> None:
+    """Regression: a VM that was already Running was stopped and deleted with its data."""
+    vm = ScriptedInstance(State.RUNNING)
+    with pytest.raises(TransitionNotAllowedError), running(vm):
+        pytest.fail("body must not run")
+    assert vm.calls == []
+    assert vm.state() is State.RUNNING
