@@ -1,12 +1,13 @@
 """The testing kit: a conformance suite, a hypothesis state machine and a pytest plugin.
 
 Shipped so that backend authors, and libraries coding against ``vms_core``, can
-test with the tools this project tests itself with. Needs the ``testing`` extra
-(hypothesis, pytest). Names are imported lazily: importing this package (which
-every pytest run does, through the plugin) costs nothing.
+test with the tools this project tests itself with. The state machine and the
+profiles need the ``testing`` extra (hypothesis); the conformance suite does not.
+Names are imported lazily: importing this package (which every pytest run does,
+through the plugin) costs nothing.
 
 - :class:`Harness`, :class:`FaultInjector` (``vms_core.testing.harness``): what
-  the kit knows about a backend under test.
+  the kit knows about a backend under test; :class:`KitFailure`, what it raises.
 - :func:`run_conformance`, :class:`ConformanceTests` (``.conformance``).
 - :class:`InstanceStateMachine` (``.statemachine``).
 - profiles for hypothesis (``.profiles``), the pytest plugin (``.plugin``).
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         FaultInjector,
         Harness,
         HarnessFactory,
+        KitFailure,
         as_harness,
         child_processes,
     )
@@ -41,6 +43,7 @@ _EXPORTS = {
     "FaultInjector": "harness",
     "Harness": "harness",
     "HarnessFactory": "harness",
+    "KitFailure": "harness",
     "ChildCensus": "harness",
     "as_harness": "harness",
     "child_processes": "harness",
@@ -61,6 +64,7 @@ __all__ = [
     "Harness",
     "HarnessFactory",
     "InstanceStateMachine",
+    "KitFailure",
     "as_harness",
     "child_processes",
     "run_conformance",

@@ -187,6 +187,18 @@ class KitFailure(AssertionError):
     """A backend broke the contract the kit checks."""
 
 
+#: How to get what the hypothesis-based parts of the kit need.
+TESTING_EXTRA = "pip install 'vms-lifecycle[testing]'"
+
+
+def missing_testing_extra(module: str, err: ModuleNotFoundError) -> ModuleNotFoundError:
+    """The error to raise (``from err``) when ``module`` cannot import the extra's ``err.name``."""
+    return ModuleNotFoundError(
+        f"{module} needs {err.name}, which comes with the testing extra: {TESTING_EXTRA}",
+        name=err.name,
+    )
+
+
 def expect(condition: bool, message: str) -> None:
     """Raise :class:`KitFailure` with ``message`` unless ``condition`` (survives ``-O``)."""
     if not condition:

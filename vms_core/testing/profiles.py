@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
-
 from vms_core.errors import ConfigError
+from vms_core.testing.harness import missing_testing_extra
+
+try:
+    from hypothesis import HealthCheck, settings
+except ModuleNotFoundError as _err:
+    raise missing_testing_extra(__name__, _err) from _err
 
 PROFILE_ENV = "VMS_HYPOTHESIS_PROFILE"
 DEFAULT_PROFILE = "ci"

@@ -35,10 +35,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from hypothesis import settings as Settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
-
 from vms_core.errors import (
     NotFoundError,
     NotRunningError,
@@ -63,8 +59,16 @@ from vms_core.testing.harness import (
     check_nothing_left,
     check_observed,
     expect,
+    missing_testing_extra,
     perform,
 )
+
+try:
+    from hypothesis import settings as Settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+except ModuleNotFoundError as _err:
+    raise missing_testing_extra(__name__, _err) from _err
 
 logger = logging.getLogger(__name__)
 
