@@ -80,11 +80,7 @@ def paths_to_stable_states(suspendable: bool = True) -> dict[State, tuple[Action
 @contextmanager
 def fresh_instance(harness: Harness) -> Iterator[Instance]:
     """A new instance, cleaned up afterwards; on success nothing may be left behind."""
-    instance = harness.backend.create_instance()
-    expect(
-        instance.state() is State.INITIAL,
-        f"a new instance is {instance.state()}, want Initial",
-    )
+    instance = harness.new_instance()
     try:
         yield instance
     except BaseException:

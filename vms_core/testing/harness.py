@@ -99,6 +99,7 @@ class Harness:
     close: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
+        expect_protocol(self.backend, Backend, "the backend")
         if self.observe is None:
             self.observe = observe_by_listing(self.backend)
         if self.leftover_processes is None:
@@ -110,6 +111,14 @@ class Harness:
     def commands_issued(self) -> int | None:
         """The command count, or None when this backend cannot count commands."""
         return self.commands() if self.commands is not None else None
+
+    def new_instance(self) -> Instance:
+        """A new instance from the backend; it must satisfy ``Instance`` and be Initial."""
+        instance = self.backend.create_instance()
+        expect_protocol(instance, Instance, "the instance from create_instance()")
+        state = instance.state()
+        expect(state is State.INITIAL, f"a new instance is {state}, want Initial")
+        return instance
 
 
 #: What the kit is given: anything that makes a fresh backend or harness per call.
@@ -196,6 +205,29 @@ def missing_testing_extra(module: str, err: ModuleNotFoundError) -> ModuleNotFou
     return ModuleNotFoundError(
         f"{module} needs {err.name}, which comes with the testing extra: {TESTING_EXTRA}",
         name=err.name,
+    )
+
+
+def protocol_members(protocol: type) -> list[str]:
+    """The public attributes and methods ``protocol`` declares (its own and its bases')."""
+    members: set[str] = set()
+    for cls in protocol.__mro__:
+        if cls is object or not getattr(cls, "_is_protocol", False):
+            continue
+        declared = [*vars(cls), *getattr(cls, "__annotations__", {})]
+        members.update(name for name in declared if not name.startswith("_"))
+    return sorted(members)
+
+
+def expect_protocol(value: object, protocol: type, what: str) -> None:
+    """Raise :class:`KitFailure` naming the missing members unless ``value`` satisfies
+    the runtime-checkable ``protocol`` (code typed against it would break otherwise)."""
+    if isinstance(value, protocol):
+        return
+    missing = [name for name in protocol_members(protocol) if not hasattr(value, name)]
+    raise KitFailure(
+        f"{what} ({type(value).__qualname__}) does not satisfy "
+        f"vms_core.{protocol.__name__}: missing {', '.join(missing) or 'members'}"
     )
 
 
