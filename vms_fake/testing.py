@@ -145,6 +145,7 @@ def in_process_harness(home: Path | str | None = None, **options: Any) -> Harnes
         commands=lambda: runner.count,
         observe=tart_list_observer(runner.inner),
         leftover_processes=leftovers,
+        kill_leftovers=new_children.kill,
         close=(lambda: shutil.rmtree(path, ignore_errors=True)) if temporary else (lambda: None),
     )
 

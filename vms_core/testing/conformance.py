@@ -86,6 +86,7 @@ def fresh_instance(harness: Harness) -> Iterator[Instance]:
     except BaseException:
         with suppress(VMError):  # the check's own failure is the one to report
             cleanup(instance, stop_timeout=harness.timeout)
+        harness.kill_leftover_processes()
         raise
     cleanup(instance, stop_timeout=harness.timeout)
     check_nothing_left(harness, instance)

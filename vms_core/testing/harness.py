@@ -11,8 +11,11 @@ This module imports neither hypothesis nor pytest.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
+import signal
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -20,6 +23,7 @@ from vms_core.backend import Backend
 from vms_core.instance import Instance
 from vms_core.states import Action, State
 
+logger = logging.getLogger(__name__)
 #: Environment events a :class:`FaultInjector` may support (its ``kinds``).
 DIE = "die"
 FAIL = "fail"
@@ -79,6 +83,9 @@ Observer = Callable[[str], State | None]
 #: Descriptions of processes the backend left behind (empty when clean).
 ProcessCensus = Callable[[], list[str]]
 
+#: Kills what the census finds; returns descriptions of the processes it killed.
+ProcessKiller = Callable[[], list[str]]
+
 
 @dataclasses.dataclass
 class Harness:
@@ -91,6 +98,9 @@ class Harness:
     observe: Observer | None = None
     #: Defaults to a :class:`ChildCensus` (this process's new children, Linux only).
     leftover_processes: ProcessCensus | None = None
+    #: Kills leftover processes once they are reported (a test run must not leave
+    #: them behind). Defaults to the default census's :meth:`ChildCensus.kill`.
+    kill_leftovers: ProcessKiller | None = None
     #: Passed as ``timeout=`` to every operation (None: the backend's defaults).
     timeout: float | None = None
     #: Passed as ``timeout=`` to an operation whose command was made to hang.
@@ -103,7 +113,10 @@ class Harness:
         if self.observe is None:
             self.observe = observe_by_listing(self.backend)
         if self.leftover_processes is None:
-            self.leftover_processes = ChildCensus()
+            census = ChildCensus()
+            self.leftover_processes = census
+            if self.kill_leftovers is None:
+                self.kill_leftovers = census.kill
 
     def fault_kinds(self) -> frozenset[str]:
         return self.faults.kinds if self.faults is not None else frozenset()
@@ -111,6 +124,15 @@ class Harness:
     def commands_issued(self) -> int | None:
         """The command count, or None when this backend cannot count commands."""
         return self.commands() if self.commands is not None else None
+
+    def kill_leftover_processes(self) -> list[str]:
+        """Kill what the census finds, if this harness can; returns what was killed."""
+        if self.kill_leftovers is None:
+            return []
+        killed = self.kill_leftovers()
+        if killed:
+            logger.warning("killed processes left behind: %s", ", ".join(killed))
+        return killed
 
     def new_instance(self) -> Instance:
         """A new instance from the backend; it must satisfy ``Instance`` and be Initial."""
@@ -184,12 +206,31 @@ class ChildCensus:
     def __init__(self) -> None:
         self.baseline = frozenset(_children(os.getpid()))
 
-    def __call__(self) -> list[str]:
-        return [
-            description
+    def new_children(self) -> dict[int, str]:
+        return {
+            pid: description
             for pid, description in _children(os.getpid()).items()
             if pid not in self.baseline
-        ]
+        }
+
+    def __call__(self) -> list[str]:
+        return list(self.new_children().values())
+
+    def kill(self) -> list[str]:
+        """SIGKILL the new children (and the process group each one leads), then reap them.
+
+        Returns their descriptions. For test runs only: whatever they were doing is lost.
+        """
+        found = self.new_children()
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(pid) == pid:  # its own group: take its children too
+                    os.killpg(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+        for pid in found:
+            with contextlib.suppress(ChildProcessError):  # someone else reaped it
+                os.waitpid(pid, 0)
+        return list(found.values())
 
 
 class KitFailure(AssertionError):
@@ -269,9 +310,22 @@ def check_observed(harness: Harness, instance: Instance, reported: State) -> Non
 
 
 def check_nothing_left(harness: Harness, instance: Instance) -> None:
-    """After cleanup: the instance is gone (or was never cloned), no VM, no process."""
-    state = instance.state()
-    expect(absent_in(state), f"{instance.id} is {state} after cleanup, want Deleted or Initial")
-    check_observed(harness, instance, state)
+    """After cleanup: the instance is gone (or was never cloned), no VM, no process.
+
+    Leftover processes are reported, then killed (see :attr:`Harness.kill_leftovers`).
+    """
+    try:
+        state = instance.state()
+        expect(absent_in(state), f"{instance.id} is {state} after cleanup, want Deleted or Initial")
+        check_observed(harness, instance, state)
+    except BaseException:
+        harness.kill_leftover_processes()
+        raise
     leftovers = harness.leftover_processes() if harness.leftover_processes else []
-    expect(not leftovers, f"processes left behind by {instance.id}: {', '.join(leftovers)}")
+    if not leftovers:
+        return
+    if harness.kill_leftover_processes():
+        fate = "the kit killed them (this is a test run)"
+    else:
+        fate = "they are still running: the harness has no kill_leftovers hook"
+    raise KitFailure(f"processes left behind by {instance.id}: {', '.join(leftovers)}; {fate}")

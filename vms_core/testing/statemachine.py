@@ -315,6 +315,7 @@ class InstanceStateMachine(RuleBasedStateMachine):
                     cleanup(self.instance, stop_timeout=self.harness.timeout)
                 except VMError as err:
                     logger.debug("cleanup after a failed program: %s", err)
+                self.harness.kill_leftover_processes()
                 return
             state = self.instance.state()
             try:
