@@ -93,13 +93,58 @@ def test_marker_and_vm_instance_skip_when_the_backend_cannot_run_here(
     assert loads.tool.commands == []
 
 
-def test_an_unknown_backend_is_a_usage_error_naming_the_installed_ones(
+FOUR_TESTS_USING_THE_FIXTURES = """
+import pytest
+
+def test_backend(vm_backend):
+    pass
+
+def test_instance(vm_instance):
+    pass
+
+@pytest.mark.vm_backend_available
+def test_marked():
+    pass
+
+def test_backend_again(vm_backend):
+    pass
+"""
+
+
+def assert_one_usage_error(result: pytest.RunResult, message: str) -> None:
+    """The session stops before any test, saying ``message`` once, without a traceback."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.lines + result.stderr.lines
+    said = [line for line in output if message in line]
+    assert len(said) == 1 and said[0].startswith(f"ERROR: {message}"), output
+    assert not any("Traceback" in line or line.startswith("E ") for line in output)
+    assert len(output) < 10, "\n".join(output)
+
+
+def test_an_unknown_backend_is_one_usage_error_naming_the_installed_ones(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile("def test_backend(vm_backend):\n    pass\n")
-    result = pytester.runpytest("--vm-backend", "no-such-backend")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*no backend named 'no-such-backend'; installed backends:*"])
+    pytester.makepyfile(FOUR_TESTS_USING_THE_FIXTURES)
+    result = pytester.runpytest_subprocess("--vm-backend", "no-such-backend")
+    assert_one_usage_error(
+        result,
+        "cannot load the VM backend: no backend named 'no-such-backend'; installed backends:",
+    )
+
+
+def test_a_missing_config_file_is_one_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(FOUR_TESTS_USING_THE_FIXTURES)
+    result = pytester.runpytest_subprocess("--vm-config", "/nonexistent.toml")
+    assert_one_usage_error(result, "cannot load the VM backend: ")
+    assert "/nonexistent.toml" in result.stderr.str() + result.stdout.str()
+
+
+def test_a_bad_selection_does_not_matter_to_tests_that_do_not_use_the_plugin(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest("--vm-backend", "no-such-backend", "--vm-config", "/nonexistent")
+    result.assert_outcomes(passed=1)
 
 
 def test_vm_config_selects_the_backend_and_its_options(
@@ -120,8 +165,9 @@ def test_vm_backend_must_agree_with_vm_config(
     config = pytester.makefile(".toml", vms='backend = "memory"\n')
     pytester.makepyfile("def test_backend(vm_backend):\n    pass\n")
     result = pytester.runpytest("--vm-config", str(config), "--vm-backend", "qemu")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*--vm-backend qemu disagrees with *, which selects memory"])
+    assert_one_usage_error(
+        result, f"--vm-backend qemu disagrees with {config}, which selects memory"
+    )
 
 
 @pytest.mark.timeout(60)

@@ -16,6 +16,8 @@ Marker:
 
 Loaded by every pytest run in an environment where vms is installed, so importing
 it must stay cheap: everything else is imported when a hook or fixture needs it.
+The backend is loaded after collection when a selected test uses a fixture or the
+marker, so a bad selection is one usage error before any test runs.
 """
 
 from __future__ import annotations
@@ -57,6 +59,27 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+#: What makes a test need the selected backend.
+FIXTURES = frozenset({"vm_backend", "vm_instance"})
+
+
+def uses_the_backend(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "fixturenames", ())
+    return item.get_closest_marker(MARKER) is not None or not FIXTURES.isdisjoint(fixtures)
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only tests that will run count
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Load the selected backend once, before any test, if a test will use it.
+
+    A bad ``--vm-backend``/``--vm-config`` then stops the session with one usage
+    error instead of failing every test that uses the fixtures; sessions that do
+    not use them never load a backend.
+    """
+    if any(uses_the_backend(item) for item in items):
+        load_selected_backend(config)
+
+
 def load_selected_backend(config: pytest.Config) -> Backend:
     """The backend the command line selects, loaded once per session."""
     backend = config.stash.get(_BACKEND_KEY, None)
@@ -78,7 +101,8 @@ def load_selected_backend(config: pytest.Config) -> Backend:
         else:
             backend = load_backend(name or DEFAULT_BACKEND)
     except VMError as err:
-        raise pytest.UsageError(f"cannot load the VM backend: {err}") from err
+        # Without the cause: pytest prints a usage error as one line, no traceback.
+        raise pytest.UsageError(f"cannot load the VM backend: {err}") from None
     config.stash[_BACKEND_KEY] = backend
     return backend
 
