@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from vms_core.errors import CleanupError, TransitionNotAllowedError, VMError, WaitError
 from vms_core.instance import Instance
 from vms_core.states import State
-from vms_core.waiting import Backoff, Clock, Sleep, poll_until
+from vms_core.waiting import Backoff, Clock, Sleep, check_timeout, poll_until
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,11 @@ def wait_for_state(
     ErrorUnknown and Deleted end the wait at once unless they are the target.
     Raises :class:`WaitError` or :class:`~vms_core.errors.OperationTimeoutError`.
     """
+    if not isinstance(target, State):
+        raise ValueError(f"target must be a State, got {target!r}")
+    if isinstance(intermediate, str) or not all(isinstance(s, State) for s in intermediate):
+        raise ValueError(f"intermediate must be States, got {intermediate!r}")
+    check_timeout(timeout)
     allowed = frozenset(intermediate)
 
     def check() -> State | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -24,7 +25,8 @@ class Backoff:
     maximum: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.initial <= 0 or self.factor < 1 or self.maximum < self.initial:
+        finite = all(math.isfinite(v) for v in (self.initial, self.factor, self.maximum))
+        if not finite or self.initial <= 0 or self.factor < 1 or self.maximum < self.initial:
             raise ValueError(f"invalid backoff {self}")
 
     def delays(self) -> Iterator[float]:
@@ -57,6 +59,12 @@ class Deadline:
         return remaining is not None and remaining <= 0
 
 
+def check_timeout(timeout: float | None) -> None:
+    """Refuse a timeout no wait could honour (negative, NaN, infinite: use None)."""
+    if timeout is not None and not (math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"timeout must be a finite number >= 0 or None, got {timeout!r}")
+
+
 def poll_until(
     check: Callable[[], T | None],
     *,
@@ -71,6 +79,7 @@ def poll_until(
     ``check`` may raise to abort. Raises :class:`OperationTimeoutError` naming
     ``what`` when ``timeout`` seconds pass first; the last check runs at the deadline.
     """
+    check_timeout(timeout)
     deadline = Deadline(timeout, clock)
     for delay in (backoff or Backoff()).delays():
         result = check()

@@ -262,3 +262,22 @@ def test_running_leaves_alone_an_instance_whose_clone_was_refused() -> None:
         pytest.fail("body must not run")
     assert vm.calls == []
     assert vm.state() is State.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"target": "Running"}, "target must be a State"),
+        ({"intermediate": "Running"}, "intermediate must be States"),
+        ({"timeout": -1.0}, "timeout must be a finite number >= 0"),
+        ({"timeout": float("nan")}, "timeout must be a finite number >= 0"),
+    ],
+)
+def test_wait_refuses_arguments_that_could_never_work(
+    kwargs: dict[str, object], fragment: str
+) -> None:
+    """Regression: a string target compared by identity never matched and waited forever."""
+    arguments: dict[str, object] = {"target": State.RUNNING, **kwargs}
+    target = arguments.pop("target")
+    with pytest.raises(ValueError, match=fragment):
+        wait_for_state(Sequence(State.RUNNING), target, **arguments)  # type: ignore[arg-type]

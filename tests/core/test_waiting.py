@@ -55,3 +55,15 @@ def test_poll_until_checks_once_more_at_the_deadline() -> None:
             sleep=sleep,
         )
     assert checks == pytest.approx([0, 0.4, 0.8, 1.0])
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_backoff_is_refused(value: float) -> None:
+    with pytest.raises(ValueError, match="invalid backoff"):
+        Backoff(initial=value)
+
+
+@pytest.mark.parametrize("timeout", [-1.0, float("nan")])
+def test_poll_until_refuses_an_impossible_timeout(timeout: float) -> None:
+    with pytest.raises(ValueError, match="timeout must be a finite number >= 0"):
+        poll_until(lambda: True, timeout=timeout, what="x")
