@@ -387,3 +387,10 @@ def test_guest_output_bytes_pass_through_unchanged(env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"\xff\xfeok\n"
     assert done.stderr == b"\xffx"
+
+
+def test_os_for_a_backend_without_that_option_is_a_usage_error(env: dict[str, str]) -> None:
+    """Regression: the error blamed an unknown config option instead of the --os flag."""
+    result = vms(env, "run", "--backend", "qemu", "--os", "linux", "--", "true")
+    assert result.returncode == 2
+    assert "--os does not apply to backend 'qemu'" in result.stderr

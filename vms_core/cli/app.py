@@ -34,7 +34,8 @@ from vms_core.cli.selection import (
 )
 from vms_core.errors import VMError
 from vms_core.instance import GUEST_TEXT_ERRORS
-from vms_core.plugins import available_backends
+from vms_core.options import option_names
+from vms_core.plugins import available_backends, load_backend_class
 from vms_core.render import FORMATS, render
 
 DESCRIPTION = "Drive virtual machines through one lifecycle: clone, start, exec, stop, delete."
@@ -63,10 +64,27 @@ def _backend(args: argparse.Namespace, progress: Progress) -> tuple[Backend, Bac
     guest_os = getattr(args, "os", None)
     if guest_os:
         # --os is the backend option of the same name (tart, fake), over a config file's.
+        accepted = _option_names(choice.name)
+        if accepted is not None and "os" not in accepted:
+            args.parser.error(
+                f"--os does not apply to backend {choice.name!r} (it has no os option)"
+            )
         options = {**choice.options, "os": guest_os}
         choice = dataclasses.replace(choice, options=options, reason=f"{choice.reason}, --os")
     progress.say(choice.describe())
     return load_available(choice), choice
+
+
+def _option_names(backend_name: str) -> list[str] | None:
+    """The options a backend declares, or None when it cannot tell (or cannot load)."""
+    try:
+        backend_class = load_backend_class(backend_name)
+    except VMError:
+        return None  # loading it properly below reports why
+    options_type = getattr(backend_class, "Options", None)
+    if not isinstance(options_type, type) or not dataclasses.is_dataclass(options_type):
+        return None
+    return option_names(options_type)
 
 
 def _cmd_states(args: argparse.Namespace) -> int:
