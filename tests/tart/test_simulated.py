@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vms_core import ConfigError, State, load_backend, load_backend_from_config
+from vms_core import ConfigError, State, VMError, load_backend, load_backend_from_config
 from vms_tart.backend import TartBackend
 from vms_tart.subprocess_runner import SubprocessRunner
 
@@ -231,9 +232,13 @@ def test_a_detached_vm_keeps_running_after_python_exits(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", program], timeout=60, check=True)
     backend = load_backend("tart", binary=FAKE_TART, home=str(home))
-    assert [(i.name, i.state) for i in backend.list_vms()] == [("kept", State.RUNNING)]
-    report = backend.delete_all("kept", stop_timeout=5)
-    assert report.ok and backend.list_vms() == []
+    try:
+        assert [(i.name, i.state) for i in backend.list_vms()] == [("kept", State.RUNNING)]
+        report = backend.delete_all("kept", stop_timeout=5)
+        assert report.ok and backend.list_vms() == []
+    finally:  # the VM outlives its Python by design: it must not outlive a failed test
+        with contextlib.suppress(VMError):
+            backend.delete_vm("kept", stop_timeout=5)
 
 
 def test_fake_backend_obeys_a_fault_plan_file(tmp_path: Path) -> None:
