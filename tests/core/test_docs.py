@@ -31,3 +31,10 @@ def test_readme_table_is_the_rendered_table() -> None:
 
 def test_user_guide_diagram_is_the_rendered_diagram() -> None:
     assert render_mermaid() in _fenced(ROOT / "docs" / "user-guide.md", "mermaid")
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    commands = [block.strip() for block in _fenced(ROOT / "README.md", "sh") if "pytest" in block]
+    assert len(commands) == 1
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[0] in ci_lines
