@@ -86,12 +86,17 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 def test_spawn_keeps_a_bounded_tail_and_reaps_the_child() -> None:
     runner = SubprocessRunner("sh", kill_on_exit=False)
-    process = runner.spawn(["-c", "head -c 5000 /dev/zero | tr '\\0' x; echo END >&2; exit 7"])
+    # One pipe keeps order: stdout and stderr are drained by separate threads, so which
+    # of the two lands last in the combined tail is not defined.
+    process = runner.spawn(["-c", "head -c 5000 /dev/zero | tr '\\0' x; echo END; exit 7"])
     assert process.wait(30) == 7
     assert process.poll() == 7
     tail = process.output_tail()
-    assert len(tail) <= OUTPUT_TAIL_BYTES and tail.endswith("END\n")
+    assert len(tail) <= OUTPUT_TAIL_BYTES and tail.endswith("xEND\n")
     assert process.pid is not None and gone(process.pid)  # no zombie
+    complaining = runner.spawn(["-c", "echo 'VM limit reached' >&2; exit 1"])
+    assert complaining.wait(30) == 1
+    assert complaining.output_tail() == "VM limit reached\n"
 
 
 def test_spawned_process_signals_and_event_driven_wait() -> None:
