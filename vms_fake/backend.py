@@ -11,6 +11,8 @@ import dataclasses
 import math
 from typing import Any, ClassVar
 
+from typing_extensions import override
+
 from vms_core.backend import Availability
 from vms_core.errors import ConfigError
 from vms_fake.faults import IN_PROCESS_TIMING, FaultPlan, FaultPlanError
@@ -59,6 +61,7 @@ class FakeBackend(TartBackend):
     #: reads this to keep the VM stopped rather than claim it stays running).
     vms_outlive_process = False
 
+    @override
     def _default_runner(self) -> TartRunner:
         """The simulator; an unusable home or fault plan is a ConfigError naming the path."""
         opts = self.options
@@ -83,5 +86,6 @@ class FakeBackend(TartBackend):
             raise ConfigError(f"fake.faults_file: {error}") from error
         return runner
 
+    @override
     def availability(self) -> Availability:
         return Availability(True)

@@ -8,6 +8,8 @@ import shutil
 import threading
 from typing import Any
 
+from typing_extensions import override
+
 from vms_core.backend import Availability, BackendBase, DeleteReport, VMDetail, VMInfo
 from vms_core.instance import Capabilities
 from vms_qemu.accel import Accelerator, resolve_accelerator
@@ -82,6 +84,7 @@ class QemuBackend(BackendBase):
             self, validate_name(name or self.new_name()), source or self.options.source
         )
 
+    @override
     def list_vms(self, prefix: str | None = None) -> list[VMInfo]:
         """Our VMs; a directory whose ``vm.json`` is unreadable is skipped with a warning."""
         found = scan(self.options.state_path, prefix)
@@ -109,12 +112,14 @@ class QemuBackend(BackendBase):
             },
         )
 
+    @override
     def delete_all(
         self, prefix: str | None = None, *, stop_timeout: float | None = None
     ) -> DeleteReport:
         """Like BackendBase's; a VM whose ``vm.json`` is unreadable is left in place and
         reported as a failure (it may be a VM, but nothing proves it is ours)."""
         report = super().delete_all(prefix, stop_timeout=stop_timeout)
+        prefix = self.name_prefix if prefix is None else prefix
         for name, err in scan(self.options.state_path, prefix).broken.items():
             report.failures.setdefault(
                 name,
@@ -137,12 +142,14 @@ class QemuBackend(BackendBase):
             accessed=accessed,
         )
 
+    @override
     def _stop_for_delete(self, name: str, stop_timeout: float | None) -> None:
         shut_down_foreign(
             VMDirectory(self.options.state_path, name),
             graceful_timeout=self.options.stop_timeout if stop_timeout is None else stop_timeout,
         )
 
+    @override
     def _delete_by_name(self, name: str) -> None:
         vmdir = VMDirectory(self.options.state_path, name)
         vmdir.read_metadata()  # proves it is still a VM of ours before anything is removed

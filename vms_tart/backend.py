@@ -6,6 +6,8 @@ import json
 import logging
 from typing import Any
 
+from typing_extensions import override
+
 from vms_core.backend import Availability, BackendBase, VMDetail, VMInfo
 from vms_core.errors import BackendCommandError
 from vms_core.instance import Capabilities
@@ -64,6 +66,7 @@ class TartBackend(BackendBase):
             self._tart_options(),
         )
 
+    @override
     def list_vms(self, prefix: str | None = None) -> list[VMInfo]:
         """Local VMs (not the OCI cache) whose names start with ``prefix``.
 
@@ -116,6 +119,7 @@ class TartBackend(BackendBase):
             extras={key: value for key, value in data.items() if key not in known},
         )
 
+    @override
     def _stop_for_delete(self, name: str, stop_timeout: float | None) -> None:
         timeout = stop_timeout if stop_timeout is not None else self.options.stop_timeout
         args = ("stop", name, "--timeout", str(whole_seconds(timeout)))
@@ -124,6 +128,7 @@ class TartBackend(BackendBase):
         if not result.ok and not NOT_RUNNING.search(result.stderr):
             raise result_error(result, f"tart stop of {name} failed")
 
+    @override
     def _delete_by_name(self, name: str) -> None:
         logger.debug("tart delete %s (vm=%s)", name, name)
         check(self.runner.run(("delete", name)), f"tart delete of {name} failed")
