@@ -136,17 +136,27 @@ class TartInstance:
         what: str,
         backoff: Backoff,
         process: RunProcess | None = None,
+        last_failure: Callable[[], str | None] | None = None,
     ) -> None:
-        """poll_until on the runner's clock; sleeping on ``process`` wakes at its exit."""
+        """poll_until on the runner's clock; sleeping on ``process`` wakes at its exit.
+
+        On timeout, ``last_failure()`` (the last retried failure, if any) becomes a note.
+        """
         sleep = self._runner.sleep if process is None else _sleep_watching(process)
-        poll_until(
-            check,
-            timeout=deadline.remaining(),
-            what=what,
-            backoff=backoff,
-            clock=self._runner.monotonic,
-            sleep=sleep,
-        )
+        try:
+            poll_until(
+                check,
+                timeout=deadline.remaining(),
+                what=what,
+                backoff=backoff,
+                clock=self._runner.monotonic,
+                sleep=sleep,
+            )
+        except OperationTimeoutError as err:
+            note = last_failure() if last_failure is not None else None
+            if note:
+                err.add_note(note)
+            raise
 
     def _settling_deadline(self, deadline: Deadline | None) -> Deadline:
         """The budget for settling: ``state_timeout``, cut to the caller's ``deadline``
@@ -353,18 +363,16 @@ class TartInstance:
         first_delay = self._options.run_backoff_initial
         remaining = deadline.remaining()
         process.wait(first_delay if remaining is None else min(first_delay, remaining))
-        try:
-            self._poll(
-                running,
-                deadline=deadline,
-                what=f"tart to report {self._name} running",
-                backoff=self._options.run_backoff,
-                process=process,
-            )
-        except OperationTimeoutError as err:
-            if list_errors:
-                err.add_note(f"last tart list error: {list_errors[-1]}")
-            raise
+        self._poll(
+            running,
+            deadline=deadline,
+            what=f"tart to report {self._name} running",
+            backoff=self._options.run_backoff,
+            process=process,
+            last_failure=lambda: (
+                f"last tart list error: {list_errors[-1]}" if list_errors else None
+            ),
+        )
 
     def _wait_until_ready(self, process: RunProcess, deadline: Deadline) -> None:
         """Retry ``tart exec <name> echo <nonce>`` until it prints the nonce."""
@@ -391,18 +399,18 @@ class TartInstance:
                 )
             return True
 
-        try:
-            self._poll(
-                ready,
-                deadline=deadline,
-                what=f"{self._name} to answer tart exec",
-                backoff=self._options.run_backoff,
-                process=process,
-            )
-        except OperationTimeoutError as err:
-            if failures:
-                err.add_note(f"last attempt: {result_error(failures[-1], 'tart exec failed')}")
-            raise
+        self._poll(
+            ready,
+            deadline=deadline,
+            what=f"{self._name} to answer tart exec",
+            backoff=self._options.run_backoff,
+            process=process,
+            last_failure=lambda: (
+                f"last attempt: {result_error(failures[-1], 'tart exec failed')}"
+                if failures
+                else None
+            ),
+        )
 
     def _recover_start(
         self, process: RunProcess, op: Operation, err: BaseException, deadline: Deadline

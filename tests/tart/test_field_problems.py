@@ -304,3 +304,13 @@ def test_failing_delete_keeps_the_state(in_process: World) -> None:
     with pytest.raises(BackendCommandError, match="disk busy"):
         vm.delete()
     settles(in_process, vm, State.STOPPED, "stopped")
+
+
+def test_a_start_timed_out_on_malformed_list_output_says_so(in_process: World) -> None:
+    vm = cloned(in_process)
+    in_process.plan.malformed_json("list", times=None)
+    with pytest.raises(OperationTimeoutError, match="report vm1 running") as caught:
+        vm.start(timeout=10)
+    assert "last tart list error" in "".join(caught.value.__notes__)
+    in_process.plan.clear()
+    assert vm.state() in (State.STOPPED, State.ERROR_UNKNOWN)
