@@ -7,6 +7,26 @@ from pathlib import Path
 import pytest
 from stevedore.extension import ExtensionManager
 
+#: A minimal backend plugin: options colour/size/name_prefix, never available.
+PROBE_BACKEND_SOURCE = """
+import dataclasses
+from vms_core import Availability, BackendBase
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    colour: str = "blue"
+    size: int = 1
+    name_prefix: str = "probe-"
+
+class ProbeBackend(BackendBase):
+    name = "probe"
+    Options = Options
+    default_source = "probe-image"
+
+    def availability(self):
+        return Availability(False, "probe tool not found")
+"""
+
 
 def install_backends(
     directory: Path,

@@ -7,28 +7,15 @@ from pathlib import Path
 
 import pytest
 from kit.memory_backend import MemoryBackend
-from throwaway_plugins import install_backends
+from throwaway_plugins import PROBE_BACKEND_SOURCE, install_backends
 
 from vms_core.cli.exit_status import ExitStatus
 
 from .conftest import Vms
 
-PLUGIN_MODULE = """
-import dataclasses
-from vms_core import Availability, BackendBase
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    name_prefix: str = "probe-"
-
-class ProbeBackend(BackendBase):
-    name = "probe"
-    Options = Options
-    default_source = "probe-image"
-
-    def availability(self):
-        return Availability(False, "probe tool not found")
-
+PLUGIN_MODULE = (
+    PROBE_BACKEND_SOURCE
+    + """
 class CrashingBackend(BackendBase):
     name = "crashing"
     Options = Options
@@ -36,6 +23,7 @@ class CrashingBackend(BackendBase):
     def __init__(self, **options):
         raise RuntimeError("plugin bug")
 """
+)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from throwaway_plugins import install_backends
+from throwaway_plugins import PROBE_BACKEND_SOURCE, install_backends
 
 from vms_core import (
     BackendNotInstalledError,
@@ -15,25 +15,6 @@ from vms_core import (
     load_backend_from_config,
 )
 
-PLUGIN_MODULE = """
-import dataclasses
-from vms_core import Availability, BackendBase
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    colour: str = "blue"
-    size: int = 1
-    name_prefix: str = "probe-"
-
-class ProbeBackend(BackendBase):
-    name = "probe"
-    Options = Options
-    default_source = "probe-image"
-
-    def availability(self):
-        return Availability(False, "probe tool not found")
-"""
-
 
 @pytest.fixture
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -42,7 +23,7 @@ def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         tmp_path,
         monkeypatch,
         module_name="vms_probe_plugin",
-        module_source=PLUGIN_MODULE,
+        module_source=PROBE_BACKEND_SOURCE,
         entry_points={
             "probe": "vms_probe_plugin:ProbeBackend",
             "broken": "vms_no_such_module_xyz:Backend",
